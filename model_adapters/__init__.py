@@ -1,0 +1,1 @@
+"""Model adapters: one module per backend, each importing its heavy dependencies itself."""

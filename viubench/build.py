@@ -1,0 +1,243 @@
+"""Videos x task variants -> a test set folder (streaming, parallel, resumable, deterministic).
+
+Layout of a test set:
+  samples.jsonl  one record per sample, in video order then selection order
+  videos.jsonl   one record per processed video (ok or skipped, counts, reasons, timings)
+  media/         content-addressed JPEG frames, each written once
+  build.json     tool version, build spec, counts, skipped videos, timings, status
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from multiprocessing import get_context
+from typing import Any, Iterator, Protocol, Sequence
+
+from . import __version__
+from .clips import read_clips
+from .media import MediaStore
+from .registry import load_tasks
+from .render import FramePaths, make_record
+from .sample import append_jsonl, canonical_json, derive_rng, read_jsonl, truncate_lines
+from .task import Clip, DonorSource, Task, TaskSkip
+from .video import VideoError
+
+SAMPLES, VIDEOS, BUILD = "samples.jsonl", "videos.jsonl", "build.json"
+
+
+@dataclass(frozen=True)
+class BuildSpec:
+    """Everything that determines a test set's content (a resumed build must match it)."""
+
+    videos: str
+    selection: tuple[tuple[str, str], ...]
+    seed: int = 0
+    per_video: int = 1
+    decoder: str = "pyav"
+    extra_tasks: tuple[str, ...] = ()
+
+    def as_json(self) -> dict[str, Any]:
+        return json.loads(canonical_json(asdict(self)))
+
+
+@dataclass
+class VideoResult:
+    path: str
+    status: str                      # "ok" or "skipped"
+    reason: str = ""
+    hash: str = ""
+    backend: str = ""
+    samples: list[str] = field(default_factory=list)     # canonical JSON lines
+    counts: dict[str, int] = field(default_factory=dict)  # "task:variant" -> samples
+    sample_skips: list[dict[str, str]] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def log_record(self) -> dict[str, Any]:
+        record = asdict(self)
+        record["samples"] = len(self.samples)
+        return record
+
+
+class BuildObserver(Protocol):
+    """Told how many videos a build will process, then about each one as it finishes."""
+
+    def start(self, total: int, already_done: int) -> None: ...
+
+    def update(self, result: VideoResult) -> None: ...
+
+
+def discover(root: str, exclude: str | None = None) -> list[str]:
+    """Every non-hidden regular file under `root`, as sorted relative paths."""
+    if not os.path.isdir(root):
+        raise FileNotFoundError(f"video folder {root} does not exist")
+    exclude = os.path.abspath(exclude) if exclude else None
+    found = []
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if not d.startswith(".")
+                   and os.path.abspath(os.path.join(folder, d)) != exclude]
+        found += [os.path.relpath(os.path.join(folder, f), root) for f in files
+                  if not f.startswith(".")]
+    return sorted(found)
+
+
+class Donors:
+    """Loads other videos of the build on demand, once per (path, size), for one video's work."""
+
+    def __init__(self, spec: BuildSpec, protocol, candidates: Sequence[str]) -> None:
+        self.spec, self.protocol = spec, protocol
+        self.cache: dict[tuple[str, tuple[int, int]], Clip | VideoError] = {}
+        self.source = DonorSource(list(candidates), self.load)
+
+    def load(self, rel_path: str, size: tuple[int, int]) -> Clip:
+        key = (rel_path, size)
+        if key not in self.cache:
+            try:
+                self.cache[key] = read_clips(self.spec.videos, rel_path, [self.protocol],
+                                             self.spec.decoder, size)[self.protocol]
+            except VideoError as error:
+                self.cache[key] = error
+        found = self.cache[key]
+        if isinstance(found, VideoError):
+            raise found
+        return found
+
+
+def process_video(spec: BuildSpec, out: str, rel_path: str,
+                  candidates: Sequence[str]) -> VideoResult:
+    """Decode one video once and draw every selected sample from it."""
+    tasks = load_tasks(spec.extra_tasks)
+    chosen: list[tuple[Task, str]] = [(tasks[name], variant) for name, variant in spec.selection]
+    started = time.perf_counter()
+    try:
+        clips = read_clips(spec.videos, rel_path, [t.protocol for t, _ in chosen], spec.decoder)
+    except (VideoError, OSError) as error:
+        return VideoResult(rel_path, "skipped", reason=str(error))
+    first = next(iter(clips.values()))
+    result = VideoResult(rel_path, "ok", hash=first.video_hash, backend=first.backend)
+    result.timings["decode"] = time.perf_counter() - started
+    store = MediaStore(out)
+    paths = {p: FramePaths(clip, store.put) for p, clip in clips.items()}
+    render_started = time.perf_counter()
+    for task, variant in chosen:
+        donors = Donors(spec, task.protocol, candidates)
+        for replica in range(spec.per_video):
+            _make_sample(task, variant, clips[task.protocol], spec, replica, donors,
+                         paths[task.protocol], result)
+    result.timings["render"] = time.perf_counter() - render_started
+    return result
+
+
+def _make_sample(task: Task, variant: str, clip: Clip, spec: BuildSpec, replica: int,
+                 donors: Donors, paths: FramePaths, result: VideoResult) -> None:
+    key = f"{task.name}:{variant}"
+    rng = derive_rng(spec.seed, clip.video_hash, task.name, variant, replica)
+    try:
+        draws = json.loads(canonical_json(task.draw(rng, clip, variant, donors.source)))
+        record = make_record(task, variant, clip, draws, spec.seed, replica, donors.source, paths)
+    except TaskSkip as skip:
+        result.sample_skips.append({"sample": key, "replica": str(replica), "reason": str(skip)})
+        return
+    result.samples.append(canonical_json(record))
+    result.counts[key] = result.counts.get(key, 0) + 1
+
+
+def _ordered(spec: BuildSpec, out: str, todo: Sequence[str], candidates: Sequence[str],
+             workers: int) -> Iterator[VideoResult]:
+    """Results in `todo` order, at most 2 * workers videos in flight (memory stays flat)."""
+    if workers <= 1:
+        for rel in todo:
+            yield process_video(spec, out, rel, candidates)
+        return
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+        pending = []
+        queue = iter(todo)
+        for rel in queue:
+            pending.append(pool.submit(process_video, spec, out, rel, candidates))
+            if len(pending) >= 2 * workers:
+                yield pending.pop(0).result()
+        for future in pending:
+            yield future.result()
+
+
+def build(spec: BuildSpec, out: str, limit: int | None = None, workers: int = 1,
+          observer: BuildObserver | None = None) -> dict[str, Any]:
+    """Build (or resume building) the test set in `out`; returns the final build.json."""
+    candidates = discover(spec.videos, exclude=out)
+    todo = candidates[:limit] if limit else candidates
+    os.makedirs(out, exist_ok=True)
+    done = _resume_state(spec, out)
+    _write_build_json(out, spec, done, status="running", started=time.time())
+    seen = {r["hash"]: r["path"] for r in done if r["status"] == "ok"}
+    started = time.perf_counter()
+    finished = {r["path"] for r in done}
+    remaining = [rel for rel in todo if rel not in finished]
+    if observer:
+        observer.start(len(remaining), len(finished))
+    with open(os.path.join(out, SAMPLES), "a", encoding="utf-8") as samples, \
+            open(os.path.join(out, VIDEOS), "a", encoding="utf-8") as videos:
+        for result in _ordered(spec, out, remaining, candidates, workers):
+            if result.status == "ok" and result.hash in seen:
+                result = VideoResult(result.path, "skipped", hash=result.hash,
+                                     reason=f"duplicate of {seen[result.hash]} (same content)")
+            if result.status == "ok":
+                seen[result.hash] = result.path
+            for line in result.samples:
+                samples.write(line + "\n")
+            samples.flush()
+            append_jsonl(videos, result.log_record())
+            done.append(result.log_record())
+            if observer:
+                observer.update(result)
+    return _write_build_json(out, spec, done, status="complete",
+                             seconds=time.perf_counter() - started)
+
+
+def _resume_state(spec: BuildSpec, out: str) -> list[dict[str, Any]]:
+    """Per-video records already done; samples.jsonl is cut back to exactly their samples."""
+    build_path = os.path.join(out, BUILD)
+    if not os.path.exists(build_path):
+        for name in (SAMPLES, VIDEOS):
+            if os.path.exists(os.path.join(out, name)):
+                raise ValueError(f"{out} holds {name} but no {BUILD}; use an empty folder")
+        return []
+    with open(build_path, encoding="utf-8") as handle:
+        previous = json.load(handle)
+    if previous.get("spec") != spec.as_json():
+        raise ValueError(f"{out} holds a build with different settings ({build_path});"
+                         " use a new --out folder or the same settings")
+    videos_path = os.path.join(out, VIDEOS)
+    done = list(read_jsonl(videos_path)) if os.path.exists(videos_path) else []
+    truncate_lines(videos_path, len(done))
+    truncate_lines(os.path.join(out, SAMPLES), sum(r["samples"] for r in done))
+    return done
+
+
+def _write_build_json(out: str, spec: BuildSpec, done: list[dict[str, Any]], status: str,
+                      **extra: Any) -> dict[str, Any]:
+    counts: dict[str, int] = {}
+    timings: dict[str, float] = {}
+    for record in done:
+        for key, n in record["counts"].items():
+            counts[key] = counts.get(key, 0) + n
+        for key, seconds in record["timings"].items():
+            timings[key] = round(timings.get(key, 0.0) + seconds, 3)
+    summary = {
+        "tool": "viubench", "tool_version": __version__, "status": status,
+        "spec": spec.as_json(),
+        "videos": {"processed": len(done), "ok": sum(r["status"] == "ok" for r in done),
+                   "skipped": sum(r["status"] == "skipped" for r in done)},
+        "samples": sum(counts.values()), "counts": dict(sorted(counts.items())),
+        "skipped": [{"path": r["path"], "reason": r["reason"]} for r in done
+                    if r["status"] == "skipped"],
+        "sample_skips": [dict(s, video=r["path"]) for r in done for s in r["sample_skips"]],
+        "timings": timings, **extra,
+    }
+    tmp = os.path.join(out, BUILD + ".part")
+    with open(tmp, "w", encoding="utf-8") as handle:
+        json.dump(summary, handle, indent=2, sort_keys=True)
+    os.replace(tmp, os.path.join(out, BUILD))
+    return summary

@@ -1,0 +1,125 @@
+"""`viubench build | verify | list | demo`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Sequence
+
+from . import __version__
+
+DEFAULT_DEMO_OUT = "viubench-demo"
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="viubench", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"viubench {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    build = commands.add_parser("build", help="build a test set from a folder of videos")
+    build.add_argument("--videos", required=True, help="folder of source videos (read only)")
+    build.add_argument("--out", required=True, help="test-set folder (resumes if it exists)")
+    _add_build_options(build)
+    build.add_argument("--limit", type=int, help="use only the first N files (sorted by path)")
+
+    verify = commands.add_parser("verify", help="re-derive every answer from the source videos")
+    verify.add_argument("testset")
+    verify.add_argument("--videos", help="where the source videos are now (default: as built)")
+
+    listing = commands.add_parser("list", help="show tasks, variants and suites")
+    listing.add_argument("what", nargs="?", default="tasks", choices=["tasks", "suites"])
+    listing.add_argument("--task-module", action="append", default=[], metavar="MODULE:ATTR")
+
+    demo = commands.add_parser("demo", help="build and verify a small VIUBench from bundled clips")
+    demo.add_argument("--out", default=DEFAULT_DEMO_OUT)
+    demo.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
+    return parser
+
+
+def _add_build_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--suite", help="viubench (default), all, or a suite a task declares")
+    parser.add_argument("--tasks", nargs="+", default=[], metavar="TASK[:VARIANT]",
+                        help="keep only these tasks / variants of the suite")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--per-video", type=int, default=1, help="samples per variant per video")
+    parser.add_argument("--decoder", default="pyav", choices=["pyav", "decord", "auto"],
+                        help="pyav reads everything; decord only H.264/HEVC/VP9; auto picks"
+                             " decord where it is correct. The backend is recorded per sample.")
+    parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
+    parser.add_argument("--task-module", action="append", default=[], metavar="MODULE:ATTR",
+                        help="load an extra task from user code")
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from .build import BuildSpec, build
+    from .progress import VideoProgress
+    from .registry import load_tasks, select
+
+    tasks = load_tasks(args.task_module)
+    selection = tuple(select(tasks, args.suite, args.tasks))
+    spec = BuildSpec(os.path.abspath(args.videos), selection, args.seed, args.per_video,
+                     args.decoder, tuple(args.task_module))
+    with VideoProgress(args.out) as progress:
+        summary = build(spec, args.out, args.limit, args.workers, observer=progress)
+    _print_build_summary(args.out, summary)
+    return 0
+
+
+def _print_build_summary(out: str, summary: dict) -> None:
+    videos = summary["videos"]
+    print(f"{out}: {summary['samples']} samples from {videos['ok']} videos"
+          f" ({videos['skipped']} skipped)")
+    for key, count in summary["counts"].items():
+        print(f"  {key:32s} {count}")
+    for skipped in summary["skipped"]:
+        print(f"  skipped {skipped['path']}: {skipped['reason']}")
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from .testset import verify
+
+    result = verify(args.testset, args.videos)
+    for problem in result.problems:
+        print(problem, file=sys.stderr)
+    state = "OK" if result.ok else f"FAILED ({len(result.problems)} problems)"
+    print(f"{args.testset}: verified {result.checked} samples from {result.videos} videos: {state}")
+    return 0 if result.ok else 1
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from .registry import load_tasks, suites
+
+    tasks = load_tasks(args.task_module)
+    if args.what == "suites":
+        for name, items in suites(tasks).items():
+            print(f"{name} ({len(items)}): " + ", ".join(f"{t}:{v}" for t, v in items))
+        return 0
+    for task in tasks.values():
+        print(f"{task.name} (version {task.version})")
+        for name, variant in task.variants.items():
+            print(f"  {name:14s} {variant.difficulty:9s} {variant.description}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(args.out, args.workers)
+
+
+COMMANDS = {"build": cmd_build, "verify": cmd_verify, "list": cmd_list, "demo": cmd_demo}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"viubench {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,45 @@
+"""Read a video once and hand each frame protocol its frames (the `Clip` tasks work on)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Iterable
+
+from .sample import file_hash
+from .task import Clip
+from .video import FrameCountMismatch, FrameProtocol, VideoError, choose_backend, decode, probe
+
+
+def read_clips(root: str, rel_path: str, protocols: Iterable[FrameProtocol], decoder: str,
+               size: tuple[int, int] | None = None) -> dict[FrameProtocol, Clip]:
+    """Probe, hash and decode `root/rel_path` in one pass for all `protocols`.
+
+    Frame counts are exact: if decoding finds a different count than the demuxer listed, the
+    indices are recomputed from the decoded count and the video is decoded again.
+    `size` forces the frame size (used for donor footage that must match another video).
+    """
+    path = os.path.join(root, rel_path)
+    if not os.path.isfile(path):
+        raise VideoError("file not found")
+    info = probe(path)
+    backend = choose_backend(decoder, info.codec)
+    protocols = list(dict.fromkeys(protocols))
+    frame_size = size or protocols[0].size(info.width, info.height)
+    if any(size is None and p.size(info.width, info.height) != frame_size for p in protocols):
+        raise ValueError("all frame protocols of one build must share the frame-size rule")
+    try:
+        frames, wanted = _decode_union(info, protocols, frame_size, backend)
+    except FrameCountMismatch as mismatch:
+        info = dataclasses.replace(info, frame_count=mismatch.decoded)
+        frames, wanted = _decode_union(info, protocols, frame_size, backend)
+    video_hash = file_hash(path)
+    slot = {index: position for position, index in enumerate(wanted)}
+    return {p: Clip(rel_path, video_hash, info, idx, frames[[slot[i] for i in idx]],
+                    p.sample_fps(info), backend)
+            for p in protocols for idx in [p.indices(info.frame_count)]}
+
+
+def _decode_union(info, protocols, frame_size, backend):
+    wanted = sorted({i for p in protocols for i in p.indices(info.frame_count)})
+    return decode(info, wanted, frame_size, backend), wanted

@@ -1,0 +1,41 @@
+"""Console progress for builds: a tqdm bar plus one line per skipped video or sample."""
+
+from __future__ import annotations
+
+from tqdm import tqdm
+
+from .build import VideoResult
+
+
+class VideoProgress:
+    """A `BuildObserver` that draws a progress bar on stderr."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.bar: tqdm | None = None
+        self.samples = 0
+        self.skipped = 0
+
+    def __enter__(self) -> "VideoProgress":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+    def start(self, total: int, already_done: int) -> None:
+        if already_done:
+            tqdm.write(f"resuming {self.label}: {already_done} videos already done")
+        self.bar = tqdm(total=total, desc=f"building {self.label}", unit="video",
+                        dynamic_ncols=True)
+
+    def update(self, result: VideoResult) -> None:
+        self.samples += len(result.samples)
+        if result.status == "skipped":
+            self.skipped += 1
+            tqdm.write(f"skipped {result.path}: {result.reason}")
+        for skip in result.sample_skips:
+            tqdm.write(f"no {skip['sample']} sample from {result.path}: {skip['reason']}")
+        if self.bar is not None:
+            self.bar.set_postfix(samples=self.samples, skipped=self.skipped)
+            self.bar.update()

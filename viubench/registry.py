@@ -1,0 +1,83 @@
+"""Name -> task lookup: built-in task modules, the `viubench.tasks` entry-point group, and
+`package.module:attribute` for user code. Built fresh on every call: no global registry."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from importlib.metadata import entry_points
+from typing import Any, Sequence
+
+from .task import Task
+
+ENTRY_POINT_GROUP = "viubench.tasks"
+SUITE_ORDER = ("viubench",)
+
+
+def load_object(reference: str) -> Any:
+    """Import `package.module:attribute` (the attribute may be dotted)."""
+    module_name, _, attribute = reference.partition(":")
+    if not module_name or not attribute:
+        raise ValueError(f"{reference!r} is not of the form package.module:attribute")
+    target: Any = importlib.import_module(module_name)
+    for name in attribute.split("."):
+        target = getattr(target, name)
+    return target
+
+
+def _as_task(obj: Any) -> Task:
+    return obj() if isinstance(obj, type) else obj
+
+
+def load_tasks(extra: Sequence[str] = ()) -> dict[str, Task]:
+    """All tasks by name: built-ins, installed plug-ins, then `extra` module:attribute refs."""
+    import viubench.tasks as builtin
+
+    found: list[Task] = []
+    for module in sorted(pkgutil.iter_modules(builtin.__path__), key=lambda m: m.name):
+        loaded = importlib.import_module(f"{builtin.__name__}.{module.name}")
+        if hasattr(loaded, "TASK"):
+            found.append(loaded.TASK)
+    found += [_as_task(ep.load()) for ep in entry_points(group=ENTRY_POINT_GROUP)]
+    found += [_as_task(load_object(ref)) for ref in extra]
+    tasks: dict[str, Task] = {}
+    for task in found:
+        tasks.setdefault(task.name, task)
+    return tasks
+
+
+def suites(tasks: dict[str, Task]) -> dict[str, list[tuple[str, str]]]:
+    """Suite name -> [(task, variant)], from what each task declares; `all` holds everything."""
+    result: dict[str, list[tuple[str, str]]] = {}
+    for task in tasks.values():
+        for suite, variants in task.suites.items():
+            result.setdefault(suite, []).extend((task.name, v) for v in variants)
+    result["all"] = [(task.name, v) for task in tasks.values() for v in task.variants]
+    return result
+
+
+def select(tasks: dict[str, Task], suite: str | None,
+           filters: Sequence[str] = ()) -> list[tuple[str, str]]:
+    """(task, variant) pairs of `suite`, kept only where they match a `task[:variant]` filter."""
+    available = suites(tasks)
+    name = suite or ("all" if filters else "viubench")
+    if name not in available:
+        raise ValueError(f"unknown suite {name!r}; suites: {', '.join(sorted(available))}")
+    items = available[name]
+    for wanted in filters:
+        task, _, variant = wanted.partition(":")
+        if task not in tasks:
+            raise ValueError(f"unknown task {task!r}; tasks: {', '.join(sorted(tasks))}")
+        if variant and variant not in tasks[task].variants:
+            raise ValueError(f"task {task} has no variant {variant!r}; variants:"
+                             f" {', '.join(tasks[task].variants)}")
+        if not any(_matches(item, wanted) for item in items):
+            raise ValueError(f"{wanted} is not in suite {name!r}; use --suite all")
+    if filters:
+        items = [item for item in items if any(_matches(item, f) for f in filters)]
+    return items
+
+
+def _matches(item: tuple[str, str], wanted: str) -> bool:
+    task, _, variant = wanted.partition(":")
+    return item[0] == task and (not variant or item[1] == variant)

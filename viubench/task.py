@@ -1,0 +1,119 @@
+"""The contract between the engine and a task file.
+
+A task draws its random choices (`draw`), turns frames + draws into a prompt and an answer
+(`render`, a pure function, so `verify` can re-derive every sample), parses model answers and
+scores them. Frames inside prompt parts are either an int (position of an unmodified frame of
+the clip) or a uint8 array (a frame the task changed); the engine stores them as JPEG media.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Protocol, Sequence, Union
+
+import numpy as np
+
+from .video import FrameProtocol, VideoInfo
+
+FrameRef = Union[int, np.ndarray]
+
+
+@dataclass(frozen=True)
+class TextPart:
+    text: str
+
+
+@dataclass(frozen=True)
+class VideoPart:
+    """Frames shown as one video at `fps` frames per second of the sampled timeline."""
+
+    frames: Sequence[FrameRef]
+    fps: float
+
+
+@dataclass(frozen=True)
+class ImagePart:
+    frame: FrameRef
+
+
+Part = Union[TextPart, VideoPart, ImagePart]
+
+
+@dataclass(frozen=True)
+class Clip:
+    """The decoded frames of one video under one frame protocol."""
+
+    video_path: str          # relative to the build's video folder
+    video_hash: str
+    info: VideoInfo
+    indices: list[int]       # source frame index of every frame below
+    frames: np.ndarray       # uint8 [n, h, w, 3]
+    sample_fps: float        # frames per second of the sampled timeline
+    backend: str
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return int(self.frames.shape[2]), int(self.frames.shape[1])
+
+
+@dataclass(frozen=True)
+class Rendered:
+    prompt: list[Part]
+    answer: str
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A named setting of a task's difficulty knobs."""
+
+    difficulty: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """A parsed model answer: `value` or, when parsing failed, `error` says why."""
+
+    value: Any = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class TaskSkip(Exception):
+    """This sample cannot be made from this video (e.g. no donor video); the reason is recorded."""
+
+
+@dataclass(frozen=True)
+class DonorSource:
+    """Other videos of the build, for tasks that borrow footage (the `swap` perturbation)."""
+
+    candidates: Sequence[str]                      # relative paths of the build's files, sorted
+    load: Callable[[str, tuple[int, int]], Clip]   # (relative path, frame size) -> Clip; may
+                                                   # raise VideoError
+
+
+class Task(Protocol):
+    """What every task file provides (see tasks/*.py)."""
+
+    name: str
+    version: str
+    protocol: FrameProtocol
+    variants: Mapping[str, Variant]
+    suites: Mapping[str, Sequence[str]]   # suite name -> variants of this task in it
+
+    def draw(self, rng: random.Random, clip: Clip, variant: str,
+             donors: DonorSource) -> dict[str, Any]: ...
+
+    def render(self, clip: Clip, variant: str, draws: Mapping[str, Any],
+               donors: DonorSource) -> Rendered: ...
+
+    def parse(self, text: str, answer: str, strict: bool = False) -> Parsed: ...
+
+    def metrics(self, parsed: Parsed, answer: str) -> dict[str, float]: ...
+
+    def reward(self, text: str, answer: str) -> float: ...

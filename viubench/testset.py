@@ -1,0 +1,111 @@
+"""A built test set on disk: load its records and verify them against the source videos."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+from .build import BUILD, SAMPLES, BuildSpec, Donors
+from .clips import read_clips
+from .media import MediaStore
+from .registry import load_tasks
+from .render import FramePaths, make_record
+from .sample import read_jsonl
+from .task import TaskSkip
+from .video import VideoError
+
+
+def load_build(testset: str) -> dict[str, Any]:
+    path = os.path.join(testset, BUILD)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{testset} is not a viubench test set (no {BUILD})")
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def iter_samples(testset: str) -> Iterator[dict[str, Any]]:
+    """Sample records in file order."""
+    return read_jsonl(os.path.join(testset, SAMPLES))
+
+
+@dataclass
+class Verification:
+    checked: int = 0
+    videos: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def verify(testset: str, videos: str | None = None,
+           on_sample: Callable[[], None] | None = None) -> Verification:
+    """Re-derive every sample from its recorded draws and the source video; list mismatches.
+
+    The frames are decoded again with the backend the sample records, each sample is rendered
+    from its draws, and the whole record (answer, prompt, media paths, id) must be identical;
+    every media file must hold exactly the re-derived frame.
+    """
+    build = load_build(testset)
+    spec_json = dict(build["spec"], videos=os.path.abspath(videos or build["spec"]["videos"]))
+    spec = BuildSpec(**{**spec_json, "selection": tuple(map(tuple, spec_json["selection"])),
+                        "extra_tasks": tuple(spec_json["extra_tasks"])})
+    tasks = load_tasks(spec.extra_tasks)
+    store = MediaStore(testset)
+    result = Verification()
+    seen_ids: set[str] = set()
+    for path, group in itertools.groupby(iter_samples(testset), key=lambda r: r["video"]["path"]):
+        result.videos += 1
+        records = list(group)
+        problems = _verify_video(spec, tasks, store, path, records, seen_ids)
+        result.problems += problems
+        result.checked += len(records)
+        if on_sample:
+            for _ in records:
+                on_sample()
+    return result
+
+
+def _verify_video(spec: BuildSpec, tasks, store: MediaStore, path: str,
+                  records: list[dict[str, Any]], seen_ids: set[str]) -> list[str]:
+    problems: list[str] = []
+    by_backend = {r["frames"]["backend"] for r in records}
+    protocols = [tasks[r["task"]].protocol for r in records]
+    try:
+        clips = {b: read_clips(spec.videos, path, protocols, b) for b in by_backend}
+    except (VideoError, OSError) as error:
+        return [f"{path}: cannot re-read the source video: {error}"]
+    for record in records:
+        label = f"sample {record['id']} ({record['task']}:{record['variant']}, {path})"
+        if record["id"] in seen_ids:
+            problems.append(f"{label}: duplicate id")
+        seen_ids.add(record["id"])
+        task = tasks[record["task"]]
+        clip = clips[record["frames"]["backend"]][task.protocol]
+        if clip.video_hash != record["video"]["hash"]:
+            problems.append(f"{label}: the source video's content changed")
+            continue
+        media_problems: list[str] = []
+        paths = FramePaths(clip, lambda frame: _checked(store, frame, media_problems))
+        donors = Donors(spec, task.protocol, [])
+        try:
+            again = make_record(task, record["variant"], clip, record["draws"], record["seed"],
+                                record["replica"], donors.source, paths)
+        except (TaskSkip, VideoError) as error:
+            problems.append(f"{label}: cannot re-derive: {error}")
+            continue
+        problems += [f"{label}: {p}" for p in dict.fromkeys(media_problems)]
+        problems += [f"{label}: recorded {key} differs from the re-derived one"
+                     for key in sorted(set(record) | set(again)) if record.get(key) != again.get(key)]
+    return problems
+
+
+def _checked(store: MediaStore, frame, problems: list[str]) -> str:
+    rel, problem = store.check(frame)
+    if problem:
+        problems.append(problem)
+    return rel

@@ -1,0 +1,193 @@
+"""Open a video, count its frames exactly, pick frame indices, decode and resize.
+
+PyAV is the reference backend (it reads every container and codec FFmpeg knows). decord is an
+optional faster backend used only for the codecs it decodes correctly; the backend actually used
+is returned with every decode and recorded by the caller, never swapped silently.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+BACKENDS = ("pyav", "decord", "auto")
+DECORD_CODECS = frozenset({"h264", "hevc", "vp9"})
+
+
+class VideoError(Exception):
+    """A video that cannot be used; the message is the human-readable reason."""
+
+
+class FrameCountMismatch(VideoError):
+    """Decoding found a different number of frames than the demuxer counted packets."""
+
+    def __init__(self, decoded: int, listed: int) -> None:
+        super().__init__(f"decoding gave {decoded} frames where the container lists {listed}")
+        self.decoded = decoded
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What a cheap demux pass tells about a video file."""
+
+    path: str
+    codec: str
+    width: int
+    height: int
+    frame_count: int
+    fps: float
+    duration: float
+
+
+@dataclass(frozen=True)
+class FrameProtocol:
+    """Uniform sampling of `num_frames` frames from a central window of the video (SPEC §1)."""
+
+    num_frames: int = 48
+    window: tuple[float, float] = (0.05, 0.95)
+    max_area: int = 256 * 256
+    min_area: int = 128 * 128
+
+    def indices(self, frame_count: int) -> list[int]:
+        """Frame indices for a video of `frame_count` frames; VideoError if it is too short."""
+        first = math.floor(self.window[0] * frame_count)
+        last = math.floor(self.window[1] * frame_count)
+        step = (last - first) // self.num_frames
+        if step < 1:
+            raise VideoError(
+                f"too short: the central {self.window_percent}% holds {max(last - first, 0)} frames,"
+                f" fewer than the {self.num_frames} needed"
+            )
+        return [first + i * step for i in range(self.num_frames)]
+
+    @property
+    def window_percent(self) -> int:
+        return round((self.window[1] - self.window[0]) * 100)
+
+    def sample_fps(self, info: VideoInfo) -> float:
+        """Frames per second of the sampled timeline: num_frames over the whole duration."""
+        return self.num_frames / info.duration
+
+    def size(self, width: int, height: int) -> tuple[int, int]:
+        """Frame size with min_area <= w*h <= max_area, aspect kept, even dimensions."""
+        return fit_area(width, height, self.min_area, self.max_area)
+
+
+def fit_area(width: int, height: int, min_area: int, max_area: int) -> tuple[int, int]:
+    """Scale (width, height) so its area lies in [min_area, max_area], keeping the aspect ratio."""
+    area = width * height
+    scale = 1.0
+    if area > max_area:
+        scale = math.sqrt(max_area / area)
+    elif area < min_area:
+        scale = math.sqrt(min_area / area)
+    w, h = width * scale, height * scale
+    # Even sizes keep chroma-subsampled encoders happy; round toward the bound we must respect.
+    rounder = math.floor if area > max_area else math.ceil if area < min_area else round
+    return max(2, 2 * int(rounder(w / 2))), max(2, 2 * int(rounder(h / 2)))
+
+
+def probe(path: str) -> VideoInfo:
+    """Open `path`, find its video stream and count its frames by demuxing (no decoding)."""
+    import av
+
+    if os.path.getsize(path) == 0:
+        raise VideoError("empty file (0 bytes)")
+    try:
+        with av.open(path) as container:
+            if not container.streams.video:
+                kinds = sorted({s.type for s in container.streams}) or ["none"]
+                raise VideoError(f"no video stream (streams found: {', '.join(kinds)})")
+            stream = container.streams.video[0]
+            count = sum(1 for packet in container.demux(stream) if packet.size)
+            fps = float(stream.average_rate or stream.guessed_rate or 0)
+            duration = _duration(stream, container, count, fps)
+            info = VideoInfo(path, stream.codec_context.name, stream.width, stream.height,
+                             count, fps, duration)
+    except av.FFmpegError as error:
+        raise VideoError(f"PyAV cannot read it: {error}") from error
+    if info.frame_count == 0 or info.width == 0:
+        raise VideoError("the video stream holds no frames")
+    return info
+
+
+def _duration(stream, container, count: int, fps: float) -> float:
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    if container.duration:
+        return container.duration / 1_000_000
+    if fps > 0:
+        return count / fps
+    raise VideoError("cannot tell the video's duration (no duration and no frame rate)")
+
+
+def choose_backend(requested: str, codec: str) -> str:
+    """The backend that will decode `codec`; decord only where it is known to be correct."""
+    if requested not in BACKENDS:
+        raise ValueError(f"unknown decoder {requested!r}; choose one of {', '.join(BACKENDS)}")
+    if requested == "auto":
+        return "decord" if codec in DECORD_CODECS and _has_decord() else "pyav"
+    if requested == "decord" and codec not in DECORD_CODECS:
+        raise VideoError(f"decord does not decode {codec} correctly; use --decoder pyav or auto")
+    return requested
+
+
+def _has_decord() -> bool:
+    try:
+        import decord  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def decode(info: VideoInfo, indices: Sequence[int], size: tuple[int, int],
+           backend: str) -> np.ndarray:
+    """Decode the frames at `indices` (sorted, unique) resized to `size`; uint8 [n, h, w, 3]."""
+    if backend == "decord":
+        return _decode_decord(info, indices, size)
+    return _decode_pyav(info, indices, size)
+
+
+def _decode_pyav(info: VideoInfo, indices: Sequence[int], size: tuple[int, int]) -> np.ndarray:
+    import av
+
+    wanted = {index: slot for slot, index in enumerate(indices)}
+    out = np.empty((len(indices), size[1], size[0], 3), dtype=np.uint8)
+    found = 0
+    decoded = 0
+    try:
+        with av.open(info.path) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            for decoded, frame in enumerate(container.decode(stream), start=1):
+                slot = wanted.get(decoded - 1)
+                if slot is not None:
+                    out[slot] = frame.to_ndarray(width=size[0], height=size[1], format="rgb24",
+                                                 interpolation="AREA")
+                    found += 1
+    except av.FFmpegError as error:
+        raise VideoError(f"decoding failed after frame {decoded}: {error}") from error
+    if decoded != info.frame_count:
+        raise FrameCountMismatch(decoded, info.frame_count)
+    if found != len(indices):
+        raise VideoError(f"only {found} of {len(indices)} requested frames could be decoded")
+    return out
+
+
+def _decode_decord(info: VideoInfo, indices: Sequence[int], size: tuple[int, int]) -> np.ndarray:
+    import decord
+
+    try:
+        reader = decord.VideoReader(info.path, ctx=decord.cpu(0), width=size[0], height=size[1],
+                                    num_threads=0)
+        if len(reader) != info.frame_count:
+            raise VideoError(f"decord counts {len(reader)} frames where the container holds"
+                             f" {info.frame_count}; use --decoder pyav")
+        frames = reader.get_batch(list(indices)).asnumpy()
+    except decord.DECORDError as error:
+        raise VideoError(f"decord failed: {error}") from error
+    return np.ascontiguousarray(frames, dtype=np.uint8)
