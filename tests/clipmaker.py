@@ -64,10 +64,11 @@ def read_marker(frame: np.ndarray) -> int:
 
 def write_video(path: str, codec: str, frames: int = 96, width: int = 160, height: int = 120,
                 fps: int = 24, pix_fmt: str = "yuv420p", options: dict | None = None,
-                bit_rate: int | None = None, seed: int = 0, fmt: str | None = None) -> str:
+                bit_rate: int | None = None, seed: int = 0, fmt: str | None = None,
+                container_options: dict | None = None) -> str:
     """Encode `frames` synthetic frames with `codec` into `path` (container from the suffix)."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with av.open(path, "w", format=fmt) as container:
+    with av.open(path, "w", format=fmt, options=dict(container_options or {})) as container:
         stream = container.add_stream(codec, rate=fps, options=dict(options or {}))
         stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
         stream.time_base = Fraction(1, fps)
@@ -190,6 +191,22 @@ def truncated_mp4(path: str, keep: float = 0.5, frames: int = 96) -> str:
         data = handle.read()
     os.remove(full)
     assert data.rfind(b"moov") > data.find(b"mdat"), "expected the moov box after mdat"
+    with open(path, "wb") as handle:
+        handle.write(data[:int(len(data) * keep)])
+    return path
+
+
+def truncated_faststart_mp4(path: str, keep: float = 0.5, frames: int = 120) -> str:
+    """The first `keep` of a valid MP4 whose moov box is at the front (faststart): the index
+    survives and lists every frame, but the media data of the later frames is gone."""
+    full = path + ".full.mp4"
+    write_video(full, "libx264", frames, seed=15, fmt="mp4",
+                options={"preset": "veryfast", "bf": "2"},
+                container_options={"movflags": "faststart"})
+    with open(full, "rb") as handle:
+        data = handle.read()
+    os.remove(full)
+    assert data.find(b"moov") < data.find(b"mdat"), "expected the moov box before mdat"
     with open(path, "wb") as handle:
         handle.write(data[:int(len(data) * keep)])
     return path
