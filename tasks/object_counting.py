@@ -59,10 +59,11 @@ def _place(rng: random.Random, j: int, width: int, height: int, shape: str,
         placed: list[dict[str, Any]] = []
         for _ in range(j):
             size = round(rng.uniform(low, high) * min(width, height), 2)
-            x_lo, x_hi = max(margin * width, size / 2), min((1 - margin) * width, width - size / 2)
-            y_lo, y_hi = max(margin * height, size / 2), min((1 - margin) * height, height - size / 2)
+            half = size / 2
+            x_lo, x_hi = max(margin * width, half), min((1 - margin) * width, width - half)
+            y_lo, y_hi = max(margin * height, half), min((1 - margin) * height, height - half)
             centre = [round(rng.uniform(x_lo, x_hi), 2), round(rng.uniform(y_lo, y_hi), 2)]
-            if any(math.dist(centre, other["centre"]) < max(size, other["size"]) for other in placed):
+            if any(math.dist(centre, o["centre"]) < max(size, o["size"]) for o in placed):
                 break
             placed.append({"centre": centre, "size": size,
                            "colour": [rng.randint(50, 255) for _ in range(3)],

@@ -46,7 +46,7 @@ def letterbox(image: np.ndarray, width: int, height: int, scale: float | None = 
     h, w = image.shape[:2]
     scale = min(width / w, height / h) if scale is None else scale
     new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
-    resized = np.asarray(Image.fromarray(image).resize((new_w, new_h), Image.BILINEAR))
+    resized = np.asarray(Image.fromarray(image).resize((new_w, new_h), Image.Resampling.BILINEAR))
     canvas = np.full((height, width, 3), BLACK, dtype=np.uint8)
     top, left = (height - new_h) // 2, (width - new_w) // 2
     canvas[top:top + new_h, left:left + new_w] = resized
@@ -59,7 +59,7 @@ def zoom_in(frame: np.ndarray, factor: float) -> np.ndarray:
     crop_w, crop_h = round(w / factor), round(h / factor)
     left, top = (w - crop_w) // 2, (h - crop_h) // 2
     crop = Image.fromarray(frame).crop((left, top, left + crop_w, top + crop_h))
-    return np.asarray(crop.resize((w, h), Image.BILINEAR))
+    return np.asarray(crop.resize((w, h), Image.Resampling.BILINEAR))
 
 
 def zoom_out(frame: np.ndarray, factor: float) -> np.ndarray:

@@ -64,7 +64,8 @@ class TemporalJigsaw:
         )]
         for label, true_index in enumerate(shown, start=1):
             start, end = bounds[true_index]
-            parts += [TextPart(f"Clip {label}:"), VideoPart(list(range(start, end)), clip.sample_fps)]
+            frames = list(range(start, end))
+            parts += [TextPart(f"Clip {label}:"), VideoPart(frames, clip.sample_fps)]
         parts.append(TextPart(
             f"Put the clips back in their original chronological order. Reply with the {clips}"
             f" clip numbers from first to last with no separators, for example"

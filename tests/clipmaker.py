@@ -196,7 +196,7 @@ def truncated_mp4(path: str, keep: float = 0.5, frames: int = 96) -> str:
     return path
 
 
-def truncated_faststart_mp4(path: str, keep: float = 0.5, frames: int = 120) -> str:
+def truncated_faststart_mp4(path: str, keep: float = 0.5, frames: int = 200) -> str:
     """The first `keep` of a valid MP4 whose moov box is at the front (faststart): the index
     survives and lists every frame, but the media data of the later frames is gone."""
     full = path + ".full.mp4"

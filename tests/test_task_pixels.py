@@ -13,7 +13,6 @@ from viubench.build import BuildSpec, Donors
 from viubench.clips import read_clips
 from viubench.media import MediaStore, frame_key
 from viubench.registry import load_tasks
-from viubench.render import FramePaths
 from viubench.video import FrameProtocol
 
 TASKS = load_tasks()
@@ -81,7 +80,8 @@ def test_grounding_changed_frames_are_exactly_the_interval(samples, clips, all_v
             assert changed == interval, sample["variant"]
         # The changed media really differ in pixels from the clean frames.
         for position in changed:
-            got, clean = frames_of(all_variants_testset, [shown[position], clean_paths(clip)[position]])
+            pair = [shown[position], clean_paths(clip)[position]]
+            got, clean = frames_of(all_variants_testset, pair)
             assert np.abs(got.astype(int) - clean).mean() > 0.1
         fps = sample["frames"]["sample_fps"]
         assert sample["answer"] == f"{start / fps:.1f}-{(start + length) / fps:.1f}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import os
@@ -90,7 +91,7 @@ def _verify_video(spec: BuildSpec, tasks, store: MediaStore, path: str,
             problems.append(f"{label}: the source video's content changed")
             continue
         media_problems: list[str] = []
-        paths = FramePaths(clip, lambda frame: _checked(store, frame, media_problems))
+        paths = FramePaths(clip, functools.partial(_checked, store, problems=media_problems))
         donors = Donors(spec, task.protocol, [])
         try:
             again = make_record(task, record["variant"], clip, record["draws"], record["seed"],
@@ -100,7 +101,8 @@ def _verify_video(spec: BuildSpec, tasks, store: MediaStore, path: str,
             continue
         problems += [f"{label}: {p}" for p in dict.fromkeys(media_problems)]
         problems += [f"{label}: recorded {key} differs from the re-derived one"
-                     for key in sorted(set(record) | set(again)) if record.get(key) != again.get(key)]
+                     for key in sorted(set(record) | set(again))
+                     if record.get(key) != again.get(key)]
     return problems
 
 

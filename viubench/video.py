@@ -59,8 +59,8 @@ class FrameProtocol:
         step = (last - first) // self.num_frames
         if step < 1:
             raise VideoError(
-                f"too short: the central {self.window_percent}% holds {max(last - first, 0)} frames,"
-                f" fewer than the {self.num_frames} needed"
+                f"too short: the central {self.window_percent}% holds {max(last - first, 0)}"
+                f" frames, fewer than the {self.num_frames} needed"
             )
         return [first + i * step for i in range(self.num_frames)]
 
@@ -100,8 +100,8 @@ def probe(path: str) -> VideoInfo:
     try:
         with av.open(path) as container:
             if not container.streams.video:
-                kinds = sorted({s.type for s in container.streams}) or ["none"]
-                raise VideoError(f"no video stream (streams found: {', '.join(kinds)})")
+                kinds = ", ".join(sorted({str(s.type) for s in container.streams})) or "none"
+                raise VideoError(f"no video stream (streams found: {kinds})")
             stream = container.streams.video[0]
             count = sum(1 for packet in container.demux(stream) if packet.size)
             fps = float(stream.average_rate or stream.guessed_rate or 0)

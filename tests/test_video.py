@@ -1,0 +1,262 @@
+"""viubench.video on generated clips of many codecs, containers and sizes."""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+import pytest
+
+import clipmaker as cm
+from viubench.clips import read_clips
+from viubench.video import (FrameProtocol, VideoError, choose_backend, decode, fit_area, probe)
+
+LO, HI = 128 * 128, 256 * 256
+# FFmpeg may name the AV1 stream after the decoder it picked (see test_av1_codec_name).
+CODEC_NAMES = {"av1": {"av1", "libdav1d", "libaom-av1", "av1_cuvid", "av1_qsv"}}
+H264_CLIPS = [name for name, entry in cm.GOOD.items() if entry[3] == "h264"]
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory) -> dict[str, str]:
+    """Every good clip of the catalogue, written once for this module."""
+    return cm.write_good(str(tmp_path_factory.mktemp("video_clips")))
+
+
+@pytest.fixture(scope="module")
+def bad_clips(tmp_path_factory) -> dict[str, str]:
+    return cm.write_bad(str(tmp_path_factory.mktemp("video_bad")))
+
+
+def spec_indices(total: int, n: int = 48) -> list[int]:
+    """SPEC §1 in exact integer arithmetic."""
+    first, last = (5 * total) // 100, (95 * total) // 100
+    step = (last - first) // n
+    assert step >= 1
+    return [first + i * step for i in range(n)]
+
+
+def _decoded(path: str, backend: str = "pyav"):
+    info = probe(path)
+    protocol = FrameProtocol()
+    indices = protocol.indices(info.frame_count)
+    size = protocol.size(info.width, info.height)
+    return info, indices, size, decode(info, indices, size, backend)
+
+
+# --- probe ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", list(cm.GOOD))
+def test_probe_counts_every_frame(clips, name):
+    _, _, frames, codec, width, height = cm.GOOD[name]
+    info = probe(clips[name])
+    assert info.frame_count == frames
+    assert info.codec in CODEC_NAMES.get(codec, {codec})
+    assert (info.width, info.height) == (width, height)
+    assert info.fps == pytest.approx(24.0)
+    assert info.duration == pytest.approx(frames / 24, abs=0.05)
+
+
+@pytest.mark.xfail(reason="engine bug: probe reports the decoder name (libdav1d), not the codec")
+def test_av1_codec_name(clips):
+    assert probe(clips["av1_mkv"]).codec == "av1"
+
+
+@pytest.mark.parametrize("name, words", [(n, e[2]) for n, e in cm.BAD.items()])
+def test_bad_files_raise_video_error(bad_clips, name, words):
+    with pytest.raises(VideoError, match=words):
+        _decoded(bad_clips[name])
+
+
+def test_probe_error_messages(bad_clips):
+    with pytest.raises(VideoError, match=r"empty file \(0 bytes\)"):
+        probe(bad_clips["empty"])
+    with pytest.raises(VideoError, match=r"no video stream \(streams found: audio\)"):
+        probe(bad_clips["audio"])
+    with pytest.raises(VideoError, match="PyAV cannot read it"):
+        probe(bad_clips["truncated"])
+    assert probe(bad_clips["corrupt"]).frame_count == 96  # the index is intact ...
+    with pytest.raises(VideoError, match="decoding failed after frame"):  # ... the data is not
+        _decoded(bad_clips["corrupt"])
+
+
+# --- frame protocol -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("total", [53, 54, 60, 64, 72, 96, 100, 101, 119, 480, 1000, 1799,
+                                   12345, 86400])
+def test_indices_follow_spec(total):
+    indices = FrameProtocol().indices(total)
+    assert indices == spec_indices(total)
+    assert len(indices) == 48 and indices == sorted(set(indices))
+    assert indices[0] == math.floor(0.05 * total)
+    assert indices[-1] < math.floor(0.95 * total)
+
+
+def test_indices_exhaustive_small_range():
+    protocol = FrameProtocol()
+    for total in range(0, 3000):
+        first, last = (5 * total) // 100, (95 * total) // 100
+        if (last - first) // 48 < 1:
+            with pytest.raises(VideoError, match="too short"):
+                protocol.indices(total)
+        else:
+            assert protocol.indices(total) == spec_indices(total)
+    assert min(t for t in range(3000) if (95 * t) // 100 - (5 * t) // 100 >= 48) == 53
+
+
+def test_too_short_message():
+    with pytest.raises(VideoError, match=r"too short: the central 90% holds 27 frames"):
+        FrameProtocol().indices(30)
+
+
+# --- decoding -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", list(cm.GOOD))
+def test_decode_size_and_frame_identity(clips, name):
+    _, _, frames, _, width, height = cm.GOOD[name]
+    info, indices, size, decoded = _decoded(clips[name])
+    assert indices == spec_indices(frames)
+    w, h = size
+    assert decoded.shape == (48, h, w, 3) and decoded.dtype == np.uint8
+    assert LO <= w * h <= HI
+    assert w % 2 == 0 and h % 2 == 0
+    assert abs((w / h) / (width / height) - 1) < 0.03  # aspect kept within even rounding
+    if width * height > HI or width * height < LO:
+        assert w * h > 0.95 * (HI if width * height > HI else LO)  # scaled to the bound, tightly
+    else:
+        assert abs(w - width) <= 1 and abs(h - height) <= 1
+    # The marker band spells each frame's number: decoded frame k is source frame indices[k].
+    assert [cm.read_marker(frame) for frame in decoded] == indices
+    # Real content: consecutive sampled frames differ.
+    assert all(np.abs(a.astype(int) - b).mean() > 1 for a, b in zip(decoded, decoded[1:]))
+
+
+def test_decode_arbitrary_indices(clips):
+    info = probe(clips["h264_mp4"])  # B-frames: decode order differs from display order
+    indices = [0, 1, 2, 17, 50, 94, 95]
+    frames = decode(info, indices, (160, 120), "pyav")
+    assert [cm.read_marker(f) for f in frames] == indices
+
+
+def test_upscaled_tiny_and_downscaled_big(clips):
+    _, _, tiny_size, _ = _decoded(clips["tiny"])
+    assert tiny_size == (148, 112) and 148 * 112 >= LO
+    _, _, big_size, _ = _decoded(clips["big"])
+    assert big_size == (340, 192) and 340 * 192 <= HI
+    _, _, portrait_size, _ = _decoded(clips["portrait"])
+    assert portrait_size == (144, 256)
+
+
+def test_read_clips_matches_decode(clips):
+    protocol = FrameProtocol()
+    root, rel = os.path.split(clips["vp9_webm"])
+    clip = read_clips(root, rel, [protocol], "pyav")[protocol]
+    _, indices, size, decoded = _decoded(clips["vp9_webm"])
+    assert clip.indices == indices and clip.size == size and clip.backend == "pyav"
+    assert np.array_equal(clip.frames, decoded)
+    assert clip.sample_fps == pytest.approx(48 / clip.info.duration)
+
+
+@pytest.mark.xfail(reason="engine bug: a truncated faststart MP4 keeps the header's duration"
+                          " after its frame count is corrected, so sample_fps is wrong")
+def test_truncated_faststart_duration_follows_frames(tmp_path):
+    path = cm.truncated_faststart_mp4(str(tmp_path / "cut.mp4"))
+    protocol = FrameProtocol()
+    clip = read_clips(str(tmp_path), "cut.mp4", [protocol], "pyav")[protocol]
+    assert [cm.read_marker(f) for f in clip.frames] == clip.indices
+    assert clip.info.duration == pytest.approx(clip.info.frame_count / clip.info.fps, abs=0.1)
+
+
+# --- backends -------------------------------------------------------------------------------
+
+def test_choose_backend_rules(clips):
+    pytest.importorskip("decord")
+    assert choose_backend("decord", "h264") == "decord"
+    assert choose_backend("pyav", "h264") == "pyav"
+    assert choose_backend("auto", "h264") == "decord"
+    assert choose_backend("auto", "av1") == "pyav"
+    assert choose_backend("auto", probe(clips["av1_mkv"]).codec) == "pyav"
+    assert choose_backend("auto", "mjpeg") == "pyav"
+    with pytest.raises(VideoError, match="decord does not decode av1"):
+        choose_backend("decord", "av1")
+    with pytest.raises(VideoError, match="decord does not decode"):
+        choose_backend("decord", probe(clips["av1_mkv"]).codec)
+    with pytest.raises(ValueError, match="unknown decoder"):
+        choose_backend("opencv", "h264")
+
+
+@pytest.mark.parametrize("name", H264_CLIPS + ["hevc_mp4", "vp9_webm"])
+def test_decord_agrees_with_pyav(clips, name):
+    pytest.importorskip("decord")
+    info, indices, size, reference = _decoded(clips[name], "pyav")
+    backend = choose_backend("decord", info.codec)
+    assert backend == "decord"
+    frames = decode(info, indices, size, backend)
+    assert frames.shape == reference.shape and frames.dtype == np.uint8
+    assert np.abs(frames.astype(np.int16) - reference).mean() < 4.0
+    assert [cm.read_marker(f) for f in frames] == indices
+
+
+def test_read_clips_auto_records_backend(clips):
+    pytest.importorskip("decord")
+    protocol = FrameProtocol()
+    for name, expected in [("h264_mkv", "decord"), ("av1_mkv", "pyav"), ("cinepak_avi", "pyav")]:
+        root, rel = os.path.split(clips[name])
+        clip = read_clips(root, rel, [protocol], "auto")[protocol]
+        assert clip.backend == expected
+        assert [cm.read_marker(f) for f in clip.frames] == clip.indices
+
+
+# --- fit_area -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("width, height, expected", [
+    (128, 128, (128, 128)),
+    (256, 256, (256, 256)),
+    (200, 150, (200, 150)),
+    (1920, 1080, (340, 192)),
+    (1280, 720, (340, 192)),
+    (3840, 2160, (340, 192)),
+    (64, 48, (148, 112)),
+    (97, 61, (162, 102)),
+    (160, 96, (166, 100)),
+    (144, 256, (144, 256)),
+    (1080, 1920, (192, 340)),
+    (10, 10, (128, 128)),
+])
+def test_fit_area_examples(width, height, expected):
+    assert fit_area(width, height, LO, HI) == expected
+    assert FrameProtocol().size(width, height) == expected
+
+
+def test_fit_area_scaled_sizes_respect_bounds_and_aspect():
+    for width in range(8, 4000, 37):
+        for height in range(8, 4000, 41):
+            area = width * height
+            if LO <= area <= HI:
+                continue
+            w, h = fit_area(width, height, LO, HI)
+            assert w % 2 == 0 and h % 2 == 0
+            assert LO <= w * h <= HI or max(width, height) / min(width, height) > 50, (width, height)
+            if area > HI:
+                assert w * h <= HI
+            else:
+                assert w * h >= LO
+            if min(w, h) >= 64:
+                assert abs((w / h) / (width / height) - 1) < 0.035, (width, height, w, h)
+
+
+def test_fit_area_other_bounds():
+    assert fit_area(640, 480, 100, 400) == (22, 16)
+    assert fit_area(4, 3, 10_000, 20_000) == (116, 88)
+    w, h = fit_area(1000, 10, 1000, 2000)
+    assert (w, h) == (446, 4) and 1000 <= w * h <= 2000
+
+
+@pytest.mark.xfail(reason="engine bug: an in-range odd size is rounded to even dimensions"
+                          " without re-checking the bounds (e.g. 133x125 -> 132x124, area"
+                          " 16368 < 128*128; 131x500 -> 132x500, area 66000 > 256*256)")
+@pytest.mark.parametrize("width, height", [(133, 125), (66, 249), (131, 500)])
+def test_fit_area_in_range_odd_sizes_stay_in_bounds(width, height):
+    w, h = fit_area(width, height, LO, HI)
+    assert LO <= w * h <= HI
