@@ -34,10 +34,13 @@ def file_hash(path: str, chunk: int = 1 << 20) -> str:
 
 
 def sample_id(record: dict[str, Any]) -> str:
-    """Content-derived id: the same video, task, variant, draws and answer give the same id."""
+    """Content-derived id from video hash, task, variant, version, seed, replica, draws, answer.
+
+    Seed and replica are part of it because two replicas may draw the same choices by chance.
+    """
     video = record["video"]
     return digest(video["hash"], record["task"], record["variant"], record["version"],
-                  record["draws"], record["answer"], size=8)
+                  record["seed"], record["replica"], record["draws"], record["answer"], size=8)
 
 
 def append_jsonl(handle, record: dict[str, Any]) -> None:

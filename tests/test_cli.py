@@ -1,0 +1,106 @@
+"""The command line: list, build, verify, user tasks by module:attribute and by entry point."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+TESTS = os.path.dirname(os.path.abspath(__file__))
+
+
+def viubench(*args: str, env_path: str | None = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    if env_path:
+        env["PYTHONPATH"] = env_path + os.pathsep + env.get("PYTHONPATH", "")
+    return subprocess.run([sys.executable, "-m", "viubench.cli", *args], capture_output=True,
+                          text=True, env=env, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def two_videos(real_videos, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("two")
+    for name in ("bikes.mp4", "carphone_pristine.mp4"):
+        shutil.copy(os.path.join(real_videos, name), folder / name)
+    return str(folder)
+
+
+def test_list_shows_tasks_variants_and_suites():
+    tasks = viubench("list")
+    assert tasks.returncode == 0
+    for word in ("anomaly_grounding", "stutter", "object_counting", "hard", "easy_trim"):
+        assert word in tasks.stdout
+    suites = viubench("list", "suites")
+    assert "viubench (9)" in suites.stdout and "all (21)" in suites.stdout
+
+
+def test_build_then_verify_then_tamper(two_videos, tmp_path):
+    out = str(tmp_path / "ts")
+    done = viubench("build", "--videos", two_videos, "--out", out, "--seed", "3",
+                    "--tasks", "object_counting", "temporal_jigsaw:hard", "--workers", "1")
+    assert done.returncode == 0, done.stderr
+    summary = json.load(open(os.path.join(out, "build.json")))
+    assert summary["counts"] == {"object_counting:easy": 2, "object_counting:hard": 2,
+                                 "temporal_jigsaw:hard": 2}
+    assert viubench("verify", out).returncode == 0
+    lines = open(os.path.join(out, "samples.jsonl")).read().splitlines()
+    record = json.loads(lines[0])
+    record["answer"] = "9,9,9"
+    lines[0] = json.dumps(record)
+    open(os.path.join(out, "samples.jsonl"), "w").write("\n".join(lines) + "\n")
+    broken = viubench("verify", out)
+    assert broken.returncode == 1 and "answer differs" in broken.stderr
+
+
+def test_verify_catches_a_replaced_media_file(two_videos, tmp_path):
+    out = str(tmp_path / "ts")
+    assert viubench("build", "--videos", two_videos, "--out", out, "--tasks",
+                    "anomaly_grounding:mirror").returncode == 0
+    record = json.loads(open(os.path.join(out, "samples.jsonl")).readline())
+    start = record["draws"]["start"]
+    victim = os.path.join(out, record["prompt"][0]["frames"][start])
+    other = os.path.join(out, record["prompt"][0]["frames"][0])
+    shutil.copy(other, victim)
+    broken = viubench("verify", out)
+    assert broken.returncode == 1 and "does not hold the re-derived frame" in broken.stderr
+
+
+def test_bad_selection_is_a_clear_error(two_videos, tmp_path):
+    result = viubench("build", "--videos", two_videos, "--out", str(tmp_path / "x"),
+                      "--tasks", "anomaly_grounding:spin")
+    assert result.returncode == 2 and "no variant 'spin'" in result.stderr
+    missing = viubench("build", "--videos", str(tmp_path / "nope"), "--out", str(tmp_path / "y"))
+    assert missing.returncode == 2 and "does not exist" in missing.stderr
+
+
+def test_user_task_by_module_attribute(two_videos, tmp_path):
+    out = str(tmp_path / "ts")
+    built = viubench("build", "--videos", two_videos, "--out", out, "--suite", "direction",
+                     "--task-module", "user_task:TASK", "--per-video", "3", env_path=TESTS)
+    assert built.returncode == 0, built.stderr
+    records = [json.loads(line) for line in open(os.path.join(out, "samples.jsonl"))]
+    assert len(records) == 6 and {r["task"] for r in records} == {"playback_direction"}
+    for record in records:
+        assert record["answer"] == ("backwards" if record["draws"]["reversed"] else "forwards")
+    assert viubench("verify", out, env_path=TESTS).returncode == 0
+
+
+def test_user_task_by_entry_point(two_videos, tmp_path):
+    site = tmp_path / "site"
+    dist = site / "viubench_user_tasks-0.1.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: viubench-user-tasks\n"
+                                   "Version: 0.1\n")
+    (dist / "entry_points.txt").write_text("[viubench.tasks]\ndirection = user_task:TASK\n")
+    path = os.pathsep.join([str(site), TESTS])
+    listed = viubench("list", env_path=path)
+    assert "playback_direction" in listed.stdout
+    out = str(tmp_path / "ts")
+    built = viubench("build", "--videos", two_videos, "--out", out, "--suite", "direction",
+                     env_path=path)
+    assert built.returncode == 0, built.stderr
+    assert viubench("verify", out, env_path=path).returncode == 0

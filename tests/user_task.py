@@ -1,0 +1,40 @@
+"""A task written outside the engine, as a user would: is the clip played forwards or backwards?"""
+
+from __future__ import annotations
+
+import re
+
+from viubench.task import Parsed, Rendered, TextPart, Variant, VideoPart
+from viubench.video import FrameProtocol
+
+
+class PlaybackDirection:
+    name = "playback_direction"
+    version = "1"
+    protocol = FrameProtocol()
+    variants = {"default": Variant("easy", {}, "forwards or backwards")}
+    suites = {"direction": ("default",)}
+
+    def draw(self, rng, clip, variant, donors):
+        return {"reversed": rng.random() < 0.5}
+
+    def render(self, clip, variant, draws, donors):
+        order = list(range(len(clip.frames)))
+        if draws["reversed"]:
+            order.reverse()
+        question = "Is this video played forwards or backwards? Reply with one word."
+        answer = "backwards" if draws["reversed"] else "forwards"
+        return Rendered([VideoPart(order, clip.sample_fps), TextPart(question)], answer)
+
+    def parse(self, text, answer, strict=False):
+        found = re.findall(r"\b(forwards|backwards)\b", text.lower())
+        return Parsed(found[-1]) if found else Parsed(error="neither forwards nor backwards")
+
+    def metrics(self, parsed, answer):
+        return {"score": float(parsed.ok and parsed.value == answer)}
+
+    def reward(self, text, answer):
+        return self.metrics(self.parse(text, answer, strict=True), answer)["score"]
+
+
+TASK = PlaybackDirection()
