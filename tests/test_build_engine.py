@@ -1,0 +1,60 @@
+"""Engine properties: each video decoded once, selection of suites, sample records complete."""
+
+from __future__ import annotations
+
+import collections
+
+import pytest
+
+import viubench.clips
+from viubench.build import BuildSpec, build
+from viubench.registry import load_tasks, select, suites
+from viubench.testset import iter_samples
+
+
+def test_each_video_is_decoded_once_for_all_tasks_and_variants(real_videos, tmp_path,
+                                                               monkeypatch):
+    calls: collections.Counter = collections.Counter()
+    real_decode = viubench.clips.decode
+
+    def counting_decode(info, indices, size, backend):
+        calls[info.path] += 1
+        return real_decode(info, indices, size, backend)
+
+    monkeypatch.setattr(viubench.clips, "decode", counting_decode)
+    selection = tuple(item for item in select(load_tasks(), "all") if item[1] != "swap")
+    summary = build(BuildSpec(real_videos, selection, per_video=2), str(tmp_path / "ts"))
+    assert summary["samples"] == 4 * len(selection) * 2
+    assert len(calls) == 4 and set(calls.values()) == {1}
+
+
+def test_viubench_suite_is_the_nine_paper_columns():
+    items = select(load_tasks(), "viubench")
+    assert sorted(items) == sorted([
+        ("object_counting", "easy"), ("object_counting", "hard"),
+        ("anomaly_grounding", "channel_swap"), ("anomaly_grounding", "rotate180"),
+        ("anomaly_grounding", "zoom_out"), ("anomaly_grounding", "mirror"),
+        ("anomaly_grounding", "shuffle"), ("temporal_jigsaw", "easy"),
+        ("temporal_jigsaw", "hard")])
+    assert len(suites(load_tasks())["all"]) == 15 + 2 + 4
+
+
+def test_selection_filters_and_errors():
+    tasks = load_tasks()
+    assert select(tasks, None, ["anomaly_grounding:noise"]) == [("anomaly_grounding", "noise")]
+    assert len(select(tasks, "viubench", ["anomaly_grounding"])) == 5
+    with pytest.raises(ValueError, match="not in suite"):
+        select(tasks, "viubench", ["anomaly_grounding:noise"])
+    with pytest.raises(ValueError, match="unknown suite"):
+        select(tasks, "nope")
+
+
+def test_records_carry_provenance(all_variants_testset):
+    for record in iter_samples(all_variants_testset):
+        assert len(record["frames"]["indices"]) == 48
+        assert record["frames"]["backend"] == "pyav"
+        assert record["video"]["hash"] and record["video"]["path"].endswith(".mp4")
+        assert record["frames"]["sample_fps"] == pytest.approx(48 / record["video"]["duration"])
+        w, h = record["frames"]["size"]
+        assert 128 * 128 <= w * h <= 256 * 256
+        assert record["prompt"][-1]["type"] == "text" and record["answer"]
