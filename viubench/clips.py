@@ -31,7 +31,10 @@ def read_clips(root: str, rel_path: str, protocols: Iterable[FrameProtocol], dec
     try:
         frames, wanted = _decode_union(info, protocols, frame_size, backend)
     except FrameCountMismatch as mismatch:
-        info = dataclasses.replace(info, frame_count=mismatch.decoded)
+        # The container's header is wrong (e.g. a cut file whose index lists more frames):
+        # trust the decoded frames for both the count and the duration.
+        duration = mismatch.decoded / info.fps if info.fps > 0 else info.duration
+        info = dataclasses.replace(info, frame_count=mismatch.decoded, duration=duration)
         frames, wanted = _decode_union(info, protocols, frame_size, backend)
     video_hash = file_hash(path)
     slot = {index: position for position, index in enumerate(wanted)}

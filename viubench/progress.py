@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from tqdm import tqdm
 
 from .build import VideoResult
@@ -25,7 +27,7 @@ class VideoProgress:
 
     def start(self, total: int, already_done: int) -> None:
         if already_done:
-            tqdm.write(f"resuming {self.label}: {already_done} videos already done")
+            tqdm.write(f"resuming {self.label}: {already_done} videos already done", file=sys.stderr)
         self.bar = tqdm(total=total, desc=f"building {self.label}", unit="video",
                         dynamic_ncols=True)
 
@@ -33,9 +35,10 @@ class VideoProgress:
         self.samples += len(result.samples)
         if result.status == "skipped":
             self.skipped += 1
-            tqdm.write(f"skipped {result.path}: {result.reason}")
+            tqdm.write(f"skipped {result.path}: {result.reason}", file=sys.stderr)
         for skip in result.sample_skips:
-            tqdm.write(f"no {skip['sample']} sample from {result.path}: {skip['reason']}")
+            tqdm.write(f"no {skip['sample']} sample from {result.path}: {skip['reason']}",
+                       file=sys.stderr)
         if self.bar is not None:
             self.bar.set_postfix(samples=self.samples, skipped=self.skipped)
             self.bar.update()

@@ -78,17 +78,25 @@ class FrameProtocol:
 
 
 def fit_area(width: int, height: int, min_area: int, max_area: int) -> tuple[int, int]:
-    """Scale (width, height) so its area lies in [min_area, max_area], keeping the aspect ratio."""
+    """Even (width, height) with area in [min_area, max_area] and the aspect ratio kept as well
+    as even sides allow. Even sides keep the frames usable by chroma-subsampled video encoders
+    and by model processors that work on 2x2 patches."""
     area = width * height
     scale = 1.0
     if area > max_area:
         scale = math.sqrt(max_area / area)
     elif area < min_area:
         scale = math.sqrt(min_area / area)
-    w, h = width * scale, height * scale
-    # Even sizes keep chroma-subsampled encoders happy; round toward the bound we must respect.
-    rounder = math.floor if area > max_area else math.ceil if area < min_area else round
-    return max(2, 2 * int(rounder(w / 2))), max(2, 2 * int(rounder(h / 2)))
+    target_w, target_h = width * scale, height * scale
+    candidates = [(w, h) for w in _evens_around(target_w) for h in _evens_around(target_h)]
+    inside = [c for c in candidates if min_area <= c[0] * c[1] <= max_area]
+    aspect = width / height
+    return min(inside or candidates,
+               key=lambda c: (abs(c[0] / c[1] / aspect - 1), abs(c[0] * c[1] - area * scale**2)))
+
+
+def _evens_around(value: float) -> list[int]:
+    return sorted({max(2, 2 * math.floor(value / 2)), max(2, 2 * math.ceil(value / 2))})
 
 
 def probe(path: str) -> VideoInfo:
@@ -106,8 +114,9 @@ def probe(path: str) -> VideoInfo:
             count = sum(1 for packet in container.demux(stream) if packet.size)
             fps = float(stream.average_rate or stream.guessed_rate or 0)
             duration = _duration(stream, container, count, fps)
-            info = VideoInfo(path, stream.codec_context.name, stream.width, stream.height,
-                             count, fps, duration)
+            # The codec's canonical name ("av1"), not the decoder's ("libdav1d").
+            codec = stream.codec_context.codec.canonical_name
+            info = VideoInfo(path, codec, stream.width, stream.height, count, fps, duration)
     except av.FFmpegError as error:
         raise VideoError(f"PyAV cannot read it: {error}") from error
     if info.frame_count == 0 or info.width == 0:
