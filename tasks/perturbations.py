@@ -38,6 +38,8 @@ def rotate(frame: np.ndarray, degrees: int) -> np.ndarray:
     """Rotate counter-clockwise by a multiple of 90 degrees, then fit back into the frame size
     (scaled to fit, centred on black) so the video never changes size mid-way."""
     turned = np.ascontiguousarray(np.rot90(frame, k=degrees // 90))
+    if turned.shape == frame.shape:
+        return turned  # 180 degrees, or a square frame: nothing to fit
     return letterbox(turned, frame.shape[1], frame.shape[0])
 
 
