@@ -32,7 +32,7 @@ def clips(real_videos, samples):
 
 
 def clean_paths(clip) -> list[str]:
-    return [MediaStore.relpath(frame_key(frame)) for frame in clip.frames]
+    return [MediaStore.relpath(frame_key(frame), clip.video_hash) for frame in clip.frames]
 
 
 def rendered_frames(sample, clip, real_videos) -> list[np.ndarray]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
 from typing import Any, Iterator, Protocol, Sequence
@@ -24,7 +24,7 @@ from .registry import load_tasks
 from .render import FramePaths, make_record
 from .sample import append_jsonl, canonical_json, derive_rng, read_jsonl, truncate_lines
 from .task import Clip, DonorSource, Task, TaskSkip
-from .video import VideoError
+from .video import FrameProtocol, VideoError
 
 SAMPLES, VIDEOS, BUILD = "samples.jsonl", "videos.jsonl", "build.json"
 
@@ -106,29 +106,62 @@ class Donors:
         return found
 
 
-def process_video(spec: BuildSpec, out: str, rel_path: str,
-                  candidates: Sequence[str]) -> VideoResult:
-    """Decode one video once and draw every selected sample from it."""
+MEDIA_THREADS = 2
+
+
+@dataclass
+class LoadedVideo:
+    """A video read once for all frame protocols of the build, or the reason it cannot be."""
+
+    path: str
+    clips: dict[FrameProtocol, Clip] | None
+    reason: str = ""
+    seconds: float = 0.0
+
+
+def _chosen(spec: BuildSpec) -> list[tuple[Task, str]]:
     tasks = load_tasks(spec.extra_tasks)
-    chosen: list[tuple[Task, str]] = [(tasks[name], variant) for name, variant in spec.selection]
+    return [(tasks[name], variant) for name, variant in spec.selection]
+
+
+def load_video(spec: BuildSpec, rel_path: str, protocols: Sequence[FrameProtocol]) -> LoadedVideo:
+    """Probe, hash and decode one video (the only decode it gets in this build)."""
     started = time.perf_counter()
     try:
-        clips = read_clips(spec.videos, rel_path, [t.protocol for t, _ in chosen], spec.decoder)
+        clips = read_clips(spec.videos, rel_path, protocols, spec.decoder)
     except (VideoError, OSError) as error:
-        return VideoResult(rel_path, "skipped", reason=str(error))
-    first = next(iter(clips.values()))
-    result = VideoResult(rel_path, "ok", hash=first.video_hash, backend=first.backend)
-    result.timings["decode"] = time.perf_counter() - started
-    store = MediaStore(out)
-    paths = {p: FramePaths(clip, store.put) for p, clip in clips.items()}
-    render_started = time.perf_counter()
-    for task, variant in chosen:
-        donors = Donors(spec, task.protocol, candidates)
-        for replica in range(spec.per_video):
-            _make_sample(task, variant, clips[task.protocol], spec, replica, donors,
-                         paths[task.protocol], result)
-    result.timings["render"] = time.perf_counter() - render_started
+        return LoadedVideo(rel_path, None, reason=str(error))
+    return LoadedVideo(rel_path, clips, seconds=time.perf_counter() - started)
+
+
+def render_video(spec: BuildSpec, out: str, loaded: LoadedVideo, chosen: list[tuple[Task, str]],
+                 candidates: Sequence[str]) -> VideoResult:
+    """Draw every selected sample from a loaded video; its media are on disk on return."""
+    if loaded.clips is None:
+        return VideoResult(loaded.path, "skipped", reason=loaded.reason)
+    first = next(iter(loaded.clips.values()))
+    result = VideoResult(loaded.path, "ok", hash=first.video_hash, backend=first.backend)
+    result.timings["decode"] = loaded.seconds
+    started = time.perf_counter()
+    with ThreadPoolExecutor(MEDIA_THREADS) as writers:
+        store = MediaStore(out, writers)
+        paths = {p: FramePaths(clip, store.put) for p, clip in loaded.clips.items()}
+        for task, variant in chosen:
+            donors = Donors(spec, task.protocol, candidates)
+            for replica in range(spec.per_video):
+                _make_sample(task, variant, loaded.clips[task.protocol], spec, replica, donors,
+                             paths[task.protocol], result)
+        store.wait()
+    result.timings["render"] = time.perf_counter() - started
     return result
+
+
+def process_video(spec: BuildSpec, out: str, rel_path: str,
+                  candidates: Sequence[str]) -> VideoResult:
+    """Decode one video once and draw every selected sample from it (a worker's unit)."""
+    chosen = _chosen(spec)
+    loaded = load_video(spec, rel_path, [task.protocol for task, _ in chosen])
+    return render_video(spec, out, loaded, chosen, candidates)
 
 
 def _make_sample(task: Task, variant: str, clip: Clip, spec: BuildSpec, replica: int,
@@ -149,8 +182,7 @@ def _ordered(spec: BuildSpec, out: str, todo: Sequence[str], candidates: Sequenc
              workers: int) -> Iterator[VideoResult]:
     """Results in `todo` order, at most 2 * workers videos in flight (memory stays flat)."""
     if workers <= 1:
-        for rel in todo:
-            yield process_video(spec, out, rel, candidates)
+        yield from _in_process(spec, out, todo, candidates)
         return
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
         pending = []
@@ -161,6 +193,20 @@ def _ordered(spec: BuildSpec, out: str, todo: Sequence[str], candidates: Sequenc
                 yield pending.pop(0).result()
         for future in pending:
             yield future.result()
+
+
+def _in_process(spec: BuildSpec, out: str, todo: Sequence[str],
+                candidates: Sequence[str]) -> Iterator[VideoResult]:
+    """One process: the next video is decoded in a thread while this one is rendered."""
+    chosen = _chosen(spec)
+    protocols = [task.protocol for task, _ in chosen]
+    with ThreadPoolExecutor(1) as loader:
+        upcoming = [loader.submit(load_video, spec, rel, protocols) for rel in todo[:1]]
+        for position in range(len(todo)):
+            loaded = upcoming.pop().result()
+            if position + 1 < len(todo):
+                upcoming.append(loader.submit(load_video, spec, todo[position + 1], protocols))
+            yield render_video(spec, out, loaded, chosen, candidates)
 
 
 def build(spec: BuildSpec, out: str, limit: int | None = None, workers: int = 1,

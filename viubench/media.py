@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+from concurrent.futures import Executor, Future
 
 import numpy as np
 from PIL import Image
@@ -32,34 +33,51 @@ def load_frame(path: str) -> np.ndarray:
 
 
 class MediaStore:
-    """Writes frames under `root/media/` by content and returns paths relative to `root`."""
+    """Writes frames under `root/media/<group>/` by content; returns paths relative to `root`.
 
-    def __init__(self, root: str) -> None:
+    The group is the source video's content hash, so one video's frames share one folder
+    (one directory to create per video, and a listing that tells which video a frame came from).
+    With an executor, JPEG encoding and writing run in its threads (both release the GIL);
+    `wait()` must be called before any record that names the files is written.
+    """
+
+    def __init__(self, root: str, executor: Executor | None = None) -> None:
         self.root = root
+        self.executor = executor
         self.folders: set[str] = set()   # folders this store already made (saves a syscall each)
+        self.submitted: set[str] = set()
+        self.pending: list[Future] = []
 
     @staticmethod
-    def relpath(key: str) -> str:
-        return f"media/{key[:2]}/{key}.jpg"
+    def relpath(key: str, group: str) -> str:
+        return f"media/{group[:16]}/{key}.jpg"
 
-    def put(self, frame: np.ndarray) -> str:
-        """Store `frame` (once) and return its path relative to the test-set root."""
-        rel = self.relpath(frame_key(frame))
+    def put(self, frame: np.ndarray, group: str) -> str:
+        """Write `frame` (once per store) and return its path relative to the test-set root."""
+        rel = self.relpath(frame_key(frame), group)
         path = os.path.join(self.root, rel)
-        if not os.path.exists(path):
-            folder = os.path.dirname(path)
-            if folder not in self.folders:
-                os.makedirs(folder, exist_ok=True)
-                self.folders.add(folder)
-            tmp = f"{path}.{os.getpid()}.part"
-            with open(tmp, "wb") as handle:
-                handle.write(encode_jpeg(frame))
-            os.replace(tmp, path)  # atomic: concurrent writers of one frame write equal bytes
+        if rel in self.submitted:
+            return rel
+        self.submitted.add(rel)
+        folder = os.path.dirname(path)
+        if folder not in self.folders:
+            os.makedirs(folder, exist_ok=True)
+            self.folders.add(folder)
+        if self.executor is None:
+            _write_jpeg(frame, path)
+        else:
+            self.pending.append(self.executor.submit(_write_jpeg, frame, path))
         return rel
 
-    def check(self, frame: np.ndarray) -> tuple[str, str | None]:
+    def wait(self) -> None:
+        """Block until every submitted frame is on disk; re-raises a failed write."""
+        pending, self.pending = self.pending, []
+        for future in pending:
+            future.result()
+
+    def check(self, frame: np.ndarray, group: str) -> tuple[str, str | None]:
         """Path the frame should have and a problem with the stored file (None if it is right)."""
-        rel = self.relpath(frame_key(frame))
+        rel = self.relpath(frame_key(frame), group)
         path = os.path.join(self.root, rel)
         if not os.path.exists(path):
             return rel, f"missing media file {rel}"
@@ -67,3 +85,12 @@ class MediaStore:
             if handle.read() != encode_jpeg(frame):
                 return rel, f"media file {rel} does not hold the re-derived frame"
         return rel, None
+
+
+def _write_jpeg(frame: np.ndarray, path: str) -> None:
+    # Written in place, not via a temporary file: a video's records reach samples.jsonl only
+    # after all its frames are written (`wait`), and a video that is not recorded as done is
+    # rendered again on resume, rewriting every frame it names. Two writers of one path (two
+    # byte-identical source videos) write identical bytes.
+    with open(path, "wb") as handle:
+        handle.write(encode_jpeg(frame))

@@ -27,7 +27,8 @@ class VideoProgress:
 
     def start(self, total: int, already_done: int) -> None:
         if already_done:
-            tqdm.write(f"resuming {self.label}: {already_done} videos already done", file=sys.stderr)
+            tqdm.write(f"resuming {self.label}: {already_done} videos already done",
+                       file=sys.stderr)
         self.bar = tqdm(total=total, desc=f"building {self.label}", unit="video",
                         dynamic_ncols=True)
 

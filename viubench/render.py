@@ -9,7 +9,7 @@ import numpy as np
 from .sample import sample_id
 from .task import Clip, DonorSource, FrameRef, ImagePart, Part, Task, TextPart, VideoPart
 
-FrameSink = Callable[[np.ndarray], str]
+FrameSink = Callable[[np.ndarray, str], str]   # (frame, video hash) -> media path
 
 
 class FramePaths:
@@ -22,10 +22,10 @@ class FramePaths:
 
     def __call__(self, frame: FrameRef) -> str:
         if isinstance(frame, np.ndarray):
-            return self.sink(frame)
+            return self.sink(frame, self.clip.video_hash)
         position = int(frame)
         if position not in self.clean:
-            self.clean[position] = self.sink(self.clip.frames[position])
+            self.clean[position] = self.sink(self.clip.frames[position], self.clip.video_hash)
         return self.clean[position]
 
 
