@@ -124,7 +124,8 @@ def _chosen(spec: BuildSpec) -> list[tuple[Task, str]]:
     return [(tasks[name], variant) for name, variant in spec.selection]
 
 
-def load_video(spec: BuildSpec, rel_path: str, protocols: Sequence[FrameProtocol]) -> LoadedVideo:
+def load_video(spec: BuildSpec, rel_path: str,
+               protocols: Sequence[FrameProtocol]) -> LoadedVideo:
     """Probe, hash and decode one video (the only decode it gets in this build)."""
     started = time.perf_counter()
     try:
@@ -134,8 +135,8 @@ def load_video(spec: BuildSpec, rel_path: str, protocols: Sequence[FrameProtocol
     return LoadedVideo(rel_path, clips, seconds=time.perf_counter() - started)
 
 
-def render_video(spec: BuildSpec, out: str, loaded: LoadedVideo, chosen: list[tuple[Task, str]],
-                 candidates: Sequence[str]) -> VideoResult:
+def render_video(spec: BuildSpec, out: str, loaded: LoadedVideo,
+                 chosen: list[tuple[Task, str]], candidates: Sequence[str]) -> VideoResult:
     """Draw every selected sample from a loaded video; its media are on disk on return."""
     if loaded.clips is None:
         return VideoResult(loaded.path, "skipped", reason=loaded.reason)
@@ -186,8 +187,7 @@ def _ordered(spec: BuildSpec, out: str, todo: Sequence[str], candidates: Sequenc
         return
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
         pending = []
-        queue = iter(todo)
-        for rel in queue:
+        for rel in todo:
             pending.append(pool.submit(process_video, spec, out, rel, candidates))
             if len(pending) >= 2 * workers:
                 yield pending.pop(0).result()

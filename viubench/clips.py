@@ -6,9 +6,12 @@ import dataclasses
 import os
 from typing import Iterable
 
+import numpy as np
+
 from .sample import file_hash
 from .task import Clip
-from .video import FrameCountMismatch, FrameProtocol, VideoError, choose_backend, decode, probe
+from .video import (FrameCountMismatch, FrameProtocol, VideoError, VideoInfo, choose_backend,
+                    decode, probe)
 
 
 def read_clips(root: str, rel_path: str, protocols: Iterable[FrameProtocol], decoder: str,
@@ -43,6 +46,8 @@ def read_clips(root: str, rel_path: str, protocols: Iterable[FrameProtocol], dec
             for p in protocols for idx in [p.indices(info.frame_count)]}
 
 
-def _decode_union(info, protocols, frame_size, backend):
+def _decode_union(info: VideoInfo, protocols: list[FrameProtocol], frame_size: tuple[int, int],
+                  backend: str) -> tuple[np.ndarray, list[int]]:
+    """Decode the union of all protocols' indices in one pass; (frames, sorted indices)."""
     wanted = sorted({i for p in protocols for i in p.indices(info.frame_count)})
     return decode(info, wanted, frame_size, backend), wanted
