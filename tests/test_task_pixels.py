@@ -11,7 +11,7 @@ from scipy import ndimage
 from conftest import frames_of, samples_of
 from viubench.build import BuildSpec, Donors
 from viubench.clips import read_clips
-from viubench.media import MediaStore, frame_key
+from viubench.media import MediaStore, clean_key
 from viubench.registry import load_tasks
 from viubench.video import FrameProtocol
 
@@ -32,7 +32,8 @@ def clips(real_videos, samples):
 
 
 def clean_paths(clip) -> list[str]:
-    return [MediaStore.relpath(frame_key(frame), clip.video_hash) for frame in clip.frames]
+    return [MediaStore.relpath(clean_key(index, clip.size, clip.backend), clip.video_hash)
+            for index in clip.indices]
 
 
 def rendered_frames(sample, clip, real_videos) -> list[np.ndarray]:

@@ -3,7 +3,7 @@
 Layout of a test set:
   samples.jsonl  one record per sample, in video order then selection order
   videos.jsonl   one record per processed video (ok or skipped, counts, reasons, timings)
-  media/         content-addressed JPEG frames, each written once
+  media/         JPEG frames, one folder per source video, each frame written once
   build.json     tool version, build spec, counts, skipped videos, timings, status
 """
 
@@ -107,6 +107,7 @@ class Donors:
 
 
 MEDIA_THREADS = 2
+DECODE_AHEAD = 2     # decoded videos held ahead of rendering (bounds memory)
 
 
 @dataclass
@@ -135,24 +136,25 @@ def load_video(spec: BuildSpec, rel_path: str,
     return LoadedVideo(rel_path, clips, seconds=time.perf_counter() - started)
 
 
-def render_video(spec: BuildSpec, out: str, loaded: LoadedVideo,
-                 chosen: list[tuple[Task, str]], candidates: Sequence[str]) -> VideoResult:
-    """Draw every selected sample from a loaded video; its media are on disk on return."""
+def render_video(spec: BuildSpec, out: str, loaded: LoadedVideo, chosen: list[tuple[Task, str]],
+                 candidates: Sequence[str], store: MediaStore) -> VideoResult:
+    """Draw every selected sample from a loaded video; its media are handed to `store`.
+
+    The frames are on disk only after `store.wait()`, which must come before the result's
+    records are written.
+    """
     if loaded.clips is None:
         return VideoResult(loaded.path, "skipped", reason=loaded.reason)
     first = next(iter(loaded.clips.values()))
     result = VideoResult(loaded.path, "ok", hash=first.video_hash, backend=first.backend)
     result.timings["decode"] = loaded.seconds
     started = time.perf_counter()
-    with ThreadPoolExecutor(MEDIA_THREADS) as writers:
-        store = MediaStore(out, writers)
-        paths = {p: FramePaths(clip, store.put) for p, clip in loaded.clips.items()}
-        for task, variant in chosen:
-            donors = Donors(spec, task.protocol, candidates)
-            for replica in range(spec.per_video):
-                _make_sample(task, variant, loaded.clips[task.protocol], spec, replica, donors,
-                             paths[task.protocol], result)
-        store.wait()
+    paths = {p: FramePaths(clip, store.put) for p, clip in loaded.clips.items()}
+    for task, variant in chosen:
+        donors = Donors(spec, task.protocol, candidates)
+        for replica in range(spec.per_video):
+            _make_sample(task, variant, loaded.clips[task.protocol], spec, replica, donors,
+                         paths[task.protocol], result)
     result.timings["render"] = time.perf_counter() - started
     return result
 
@@ -162,7 +164,11 @@ def process_video(spec: BuildSpec, out: str, rel_path: str,
     """Decode one video once and draw every selected sample from it (a worker's unit)."""
     chosen = _chosen(spec)
     loaded = load_video(spec, rel_path, [task.protocol for task, _ in chosen])
-    return render_video(spec, out, loaded, chosen, candidates)
+    with ThreadPoolExecutor(MEDIA_THREADS) as writers:
+        store = MediaStore(out, writers)
+        result = render_video(spec, out, loaded, chosen, candidates, store)
+        store.wait()
+    return result
 
 
 def _make_sample(task: Task, variant: str, clip: Clip, spec: BuildSpec, replica: int,
@@ -197,16 +203,33 @@ def _ordered(spec: BuildSpec, out: str, todo: Sequence[str], candidates: Sequenc
 
 def _in_process(spec: BuildSpec, out: str, todo: Sequence[str],
                 candidates: Sequence[str]) -> Iterator[VideoResult]:
-    """One process: the next video is decoded in a thread while this one is rendered."""
+    """One process, three overlapping stages: decode (up to two videos ahead, in a thread),
+    render (this thread), JPEG encode + write (a thread pool). A video's result is yielded
+    once its frames are on disk, while the next video is already being rendered.
+    """
     chosen = _chosen(spec)
     protocols = [task.protocol for task, _ in chosen]
-    with ThreadPoolExecutor(1) as loader:
-        upcoming = [loader.submit(load_video, spec, rel, protocols) for rel in todo[:1]]
+    with ThreadPoolExecutor(DECODE_AHEAD) as loader, ThreadPoolExecutor(MEDIA_THREADS) as writers:
+        upcoming = [loader.submit(load_video, spec, rel, protocols)
+                    for rel in todo[:DECODE_AHEAD]]
+        writing: tuple[VideoResult, MediaStore] | None = None
         for position in range(len(todo)):
-            loaded = upcoming.pop().result()
-            if position + 1 < len(todo):
-                upcoming.append(loader.submit(load_video, spec, todo[position + 1], protocols))
-            yield render_video(spec, out, loaded, chosen, candidates)
+            loaded = upcoming.pop(0).result()
+            if position + DECODE_AHEAD < len(todo):
+                upcoming.append(loader.submit(load_video, spec, todo[position + DECODE_AHEAD],
+                                              protocols))
+            store = MediaStore(out, writers)
+            result = render_video(spec, out, loaded, chosen, candidates, store)
+            if writing:
+                yield _written(*writing)
+            writing = (result, store)
+        if writing:
+            yield _written(*writing)
+
+
+def _written(result: VideoResult, store: MediaStore) -> VideoResult:
+    store.wait()
+    return result
 
 
 def build(spec: BuildSpec, out: str, limit: int | None = None, workers: int = 1,

@@ -1,8 +1,14 @@
-"""Content-addressed JPEG frames: each distinct frame is encoded and written once."""
+"""JPEG frames named by provenance, each written once.
+
+A build's media is mostly unmodified source frames, named by source index, size and decoder, so
+every sample of a video that shows frame 120 points at one file. A synthesized frame (perturbed,
+shapes drawn) is named by the sample that made it and its place in that sample's prompt (see
+`render.FramePaths`). Naming by provenance rather than by a hash of the pixels costs nothing per
+frame and says what each file is; `verify` re-derives every frame and compares the bytes.
+"""
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 from concurrent.futures import Executor, Future
@@ -13,12 +19,9 @@ from PIL import Image
 JPEG_QUALITY = 90
 
 
-def frame_key(frame: np.ndarray) -> str:
-    """Hash of a frame's pixels and shape; the file name of its JPEG."""
-    h = hashlib.blake2b(digest_size=16)
-    h.update(repr(frame.shape).encode())
-    h.update(np.ascontiguousarray(frame).data)
-    return h.hexdigest()
+def clean_key(source_index: int, size: tuple[int, int], backend: str) -> str:
+    """File name of an unmodified source frame: which frame, at which size, from which decoder."""
+    return f"{source_index:06d}_{size[0]}x{size[1]}_{backend}"
 
 
 def encode_jpeg(frame: np.ndarray) -> bytes:
@@ -52,9 +55,9 @@ class MediaStore:
     def relpath(key: str, group: str) -> str:
         return f"media/{group[:16]}/{key}.jpg"
 
-    def put(self, frame: np.ndarray, group: str) -> str:
-        """Write `frame` (once per store) and return its path relative to the test-set root."""
-        rel = self.relpath(frame_key(frame), group)
+    def put(self, frame: np.ndarray, group: str, key: str) -> str:
+        """Write `frame` as `key` (once per store); return its path relative to the root."""
+        rel = self.relpath(key, group)
         path = os.path.join(self.root, rel)
         if rel in self.submitted:
             return rel
@@ -75,9 +78,9 @@ class MediaStore:
         for future in pending:
             future.result()
 
-    def check(self, frame: np.ndarray, group: str) -> tuple[str, str | None]:
+    def check(self, frame: np.ndarray, group: str, key: str) -> tuple[str, str | None]:
         """Path the frame should have and a problem with the stored file (None if it is right)."""
-        rel = self.relpath(frame_key(frame), group)
+        rel = self.relpath(key, group)
         path = os.path.join(self.root, rel)
         if not os.path.exists(path):
             return rel, f"missing media file {rel}"

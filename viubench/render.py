@@ -6,36 +6,56 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from .sample import sample_id
+from .media import clean_key
+from .sample import digest, sample_id
 from .task import Clip, DonorSource, FrameRef, ImagePart, Part, Task, TextPart, VideoPart
 
-FrameSink = Callable[[np.ndarray, str], str]   # (frame, video hash) -> media path
+FrameSink = Callable[[np.ndarray, str, str], str]   # (frame, video hash, file key) -> media path
+PathOf = Callable[[FrameRef], str]
 
 
 class FramePaths:
-    """Media path of each shown frame; unmodified frames of the clip are stored only once."""
+    """Media paths of the frames a video's samples show.
+
+    A clean frame (a position in the clip) is stored once per video, whichever sample shows it;
+    a synthesized frame is stored under `<sample stem>_<n>`, n counting the distinct synthesized
+    frames of that sample in prompt order, so re-rendering the sample gives the same names.
+    """
 
     def __init__(self, clip: Clip, sink: FrameSink) -> None:
         self.clip = clip
         self.sink = sink
         self.clean: dict[int, str] = {}
 
-    def __call__(self, frame: FrameRef) -> str:
-        if isinstance(frame, np.ndarray):
-            return self.sink(frame, self.clip.video_hash)
-        position = int(frame)
+    def clean_path(self, position: int) -> str:
         if position not in self.clean:
-            self.clean[position] = self.sink(self.clip.frames[position], self.clip.video_hash)
+            clip = self.clip
+            key = clean_key(clip.indices[position], clip.size, clip.backend)
+            self.clean[position] = self.sink(clip.frames[position], clip.video_hash, key)
         return self.clean[position]
 
+    def for_sample(self, stem: str) -> PathOf:
+        """Path function for one sample's prompt; `stem` identifies the sample."""
+        synthesized: dict[int, str] = {}   # id(array) -> path; the arrays live as long as this
 
-def part_record(part: Part, paths: FramePaths) -> dict[str, Any]:
+        def path_of(frame: FrameRef) -> str:
+            if not isinstance(frame, np.ndarray):
+                return self.clean_path(int(frame))
+            if id(frame) not in synthesized:
+                key = f"{stem}_{len(synthesized):02d}"
+                synthesized[id(frame)] = self.sink(frame, self.clip.video_hash, key)
+            return synthesized[id(frame)]
+
+        return path_of
+
+
+def part_record(part: Part, path_of: PathOf) -> dict[str, Any]:
     if isinstance(part, TextPart):
         return {"type": "text", "text": part.text}
     if isinstance(part, VideoPart):
-        return {"type": "video", "fps": part.fps, "frames": [paths(f) for f in part.frames]}
+        return {"type": "video", "fps": part.fps, "frames": [path_of(f) for f in part.frames]}
     if isinstance(part, ImagePart):
-        return {"type": "image", "image": paths(part.frame)}
+        return {"type": "image", "image": path_of(part.frame)}
     raise TypeError(f"unknown prompt part {part!r}")
 
 
@@ -61,8 +81,11 @@ def make_record(task: Task, variant: str, clip: Clip, draws: Mapping[str, Any], 
         "seed": seed,
         "replica": replica,
         "draws": dict(draws),
-        "prompt": [part_record(part, paths) for part in rendered.prompt],
-        "answer": rendered.answer,
     }
+    stem = digest(record["task"], variant, task.version, seed, replica, record["draws"],
+                  record["frames"], size=8)
+    path_of = paths.for_sample(stem)
+    record["prompt"] = [part_record(part, path_of) for part in rendered.prompt]
+    record["answer"] = rendered.answer
     record["id"] = sample_id(record)
     return record

@@ -106,8 +106,8 @@ def _verify_video(spec: BuildSpec, tasks, store: MediaStore, path: str,
     return problems
 
 
-def _checked(store: MediaStore, frame, group: str, problems: list[str]) -> str:
-    rel, problem = store.check(frame, group)
+def _checked(store: MediaStore, frame, group: str, key: str, problems: list[str]) -> str:
+    rel, problem = store.check(frame, group, key)
     if problem:
         problems.append(problem)
     return rel
