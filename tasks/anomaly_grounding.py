@@ -150,6 +150,16 @@ class AnomalyGrounding:
     def reward(self, text: str, answer: str) -> float:
         return self.metrics(self.parse(text, answer, strict=True), answer)["iou"]
 
+    def random_answer(self, rng: random.Random, variant: str,
+                      timeline: Mapping[str, Any]) -> str:
+        """An interval drawn like the generator draws the true one: a length uniform over the
+        variant's segment lengths, then a start uniform over the positions where it fits."""
+        params = self.variants[variant].params
+        frames, fps = len(timeline["indices"]), timeline["sample_fps"]
+        length = rng.randint(params["min_len"], params["max_len"])
+        start = rng.randint(0, frames - length)
+        return f"{start / fps:.1f}-{(start + length) / fps:.1f}"
+
 
 def _perturb(clip: Clip, draws: Mapping[str, Any], donors: DonorSource) -> list[FrameRef]:
     """The frames shown in place of the run [start, start + length)."""

@@ -159,6 +159,13 @@ class ObjectCounting:
         truth = [int(x) for x in answer.split(",")]
         return sum(max(0.0, 1 - abs(p - g) / g) for p, g in zip(parsed.value, truth)) / 3
 
+    def random_answer(self, rng: random.Random, variant: str,
+                      timeline: Mapping[str, Any]) -> str:
+        """Each shape's count uniform over 1..k_max * j_max (1..9 easy, 1..16 hard)."""
+        params = self.variants[variant].params
+        top = params["max_frames"] * params["max_per_frame"]
+        return ",".join(str(rng.randint(1, top)) for _ in SHAPES)
+
 
 def _named_count(text: str, shape: str, anchored: bool) -> int | None:
     """A count written next to the shape's name: `3 circles`, `circles: 3`, `three circles`."""

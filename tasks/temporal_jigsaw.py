@@ -97,6 +97,13 @@ class TemporalJigsaw:
         parsed = self.parse(text, answer, strict=True)
         return footrule_score(parsed.value, truth) if _is_permutation(parsed, truth) else 0.0
 
+    def random_answer(self, rng: random.Random, variant: str,
+                      timeline: Mapping[str, Any]) -> str:
+        """A uniformly random ordering of the n clip labels (the identity included)."""
+        labels = list(range(1, self.variants[variant].params["clips"] + 1))
+        rng.shuffle(labels)
+        return "".join(map(str, labels))
+
 
 def _is_permutation(parsed: Parsed, truth: list[int]) -> bool:
     return parsed.ok and sorted(parsed.value) == sorted(truth)

@@ -26,6 +26,15 @@ def all_variants_testset(real_videos: str, tmp_path_factory) -> str:
     return out
 
 
+@pytest.fixture(scope="session")
+def viubench_testset(real_videos: str, tmp_path_factory) -> str:
+    """The `viubench` suite (9 sub-columns), 1 sample per variant per video: 36 samples."""
+    out = str(tmp_path_factory.mktemp("viubench") / "testset")
+    spec = BuildSpec(real_videos, tuple(select(load_tasks(), "viubench")), seed=0, per_video=1)
+    build(spec, out, workers=1)
+    return out
+
+
 def samples_of(testset: str) -> list[dict]:
     from viubench.testset import iter_samples
 

@@ -5,20 +5,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 
 import pytest
 
-TESTS = os.path.dirname(os.path.abspath(__file__))
-
-
-def viubench(*args: str, env_path: str | None = None) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
-    if env_path:
-        env["PYTHONPATH"] = env_path + os.pathsep + env.get("PYTHONPATH", "")
-    return subprocess.run([sys.executable, "-m", "viubench.cli", *args], capture_output=True,
-                          text=True, env=env, timeout=600)
+from helpers import TESTS, fake_distribution, viubench
 
 
 @pytest.fixture(scope="module")
@@ -91,11 +81,8 @@ def test_user_task_by_module_attribute(two_videos, tmp_path):
 
 def test_user_task_by_entry_point(two_videos, tmp_path):
     site = tmp_path / "site"
-    dist = site / "viubench_user_tasks-0.1.dist-info"
-    dist.mkdir(parents=True)
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: viubench-user-tasks\n"
-                                   "Version: 0.1\n")
-    (dist / "entry_points.txt").write_text("[viubench.tasks]\ndirection = user_task:TASK\n")
+    fake_distribution(str(site), "viubench_user_tasks",
+                      "[viubench.tasks]\ndirection = user_task:TASK\n")
     path = os.pathsep.join([str(site), TESTS])
     listed = viubench("list", env_path=path)
     assert "playback_direction" in listed.stdout

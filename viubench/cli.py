@@ -1,4 +1,4 @@
-"""`viubench build | verify | list | demo`."""
+"""`viubench build | verify | eval | score | list | demo`."""
 
 from __future__ import annotations
 
@@ -27,14 +27,46 @@ def _build_parser() -> argparse.ArgumentParser:
     verify.add_argument("testset")
     verify.add_argument("--videos", help="where the source videos are now (default: as built)")
 
-    listing = commands.add_parser("list", help="show tasks, variants and suites")
-    listing.add_argument("what", nargs="?", default="tasks", choices=["tasks", "suites"])
+    _add_eval_parser(commands)
+    score = commands.add_parser("score", help="score a run folder: scores.jsonl, results.json")
+    score.add_argument("rundir")
+    score.add_argument("--testset", help="where the test set is now (default: as recorded)")
+
+    listing = commands.add_parser("list", help="show tasks, variants, suites or adapters")
+    listing.add_argument("what", nargs="?", default="tasks",
+                         choices=["tasks", "suites", "adapters"])
     listing.add_argument("--task-module", action="append", default=[], metavar="MODULE:ATTR")
+    listing.add_argument("--adapter-module", action="append", default=[], metavar="MODULE")
 
     demo = commands.add_parser("demo", help="build and verify a small VIUBench from bundled clips")
     demo.add_argument("--out", default=DEFAULT_DEMO_OUT)
     demo.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     return parser
+
+
+def _add_eval_parser(commands) -> None:
+    run = commands.add_parser("eval", help="ask a model every sample of a test set, then score")
+    run.add_argument("--testset", required=True)
+    run.add_argument("--model", required=True, metavar="SPEC",
+                     help="adapter[:target] [key=value ...], e.g. openai:gpt-4o, hf:/ckpt,"
+                          " vllm:/ckpt, random, constant text=1,1,1, blind:SPEC,"
+                          " package.module:Class")
+    run.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
+                     help="one more adapter argument (repeatable)")
+    run.add_argument("--adapter-module", action="append", default=[], metavar="MODULE",
+                     help="import MODULE and use the adapters it marks with @adapter")
+    run.add_argument("--out", help="run folder (resumes if it exists; default runs/<model>)")
+    run.add_argument("--limit", type=int, help="only the first N samples of the test set")
+    run.add_argument("--concurrency", type=int, help="batches in flight (default: adapter's)")
+    run.add_argument("--batch-size", type=int, help="requests per call (default: adapter's)")
+    run.add_argument("--max-new-tokens", action="append", default=[], metavar="N|TASK=N",
+                     help="generation limit, for all tasks or one task (repeatable)")
+    run.add_argument("--retry-errors", action="store_true",
+                     help="ask again the samples whose last answer was an error")
+    run.add_argument("--max-attempts", type=int, default=6)
+    run.add_argument("--retry-base", type=float, default=1.0, help="first backoff, seconds")
+    run.add_argument("--retry-cap", type=float, default=60.0, help="longest backoff, seconds")
+    run.add_argument("--no-score", action="store_true", help="only collect predictions")
 
 
 def _add_build_options(parser: argparse.ArgumentParser) -> None:
@@ -87,9 +119,29 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .evaluate import eval_command
+
+    return eval_command(args)
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from .results import format_results, score_run
+
+    results = score_run(args.rundir, args.testset)
+    print(format_results(results))
+    return 0
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     from .registry import load_tasks, suites
 
+    if args.what == "adapters":
+        from .adapters import available_adapters, describe_adapter
+
+        for name, cls in sorted(available_adapters(args.adapter_module).items()):
+            print(f"{name:10s} {describe_adapter(cls)}")
+        return 0
     tasks = load_tasks(args.task_module)
     if args.what == "suites":
         for name, items in suites(tasks).items():
@@ -108,7 +160,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args.out, args.workers)
 
 
-COMMANDS = {"build": cmd_build, "verify": cmd_verify, "list": cmd_list, "demo": cmd_demo}
+COMMANDS = {"build": cmd_build, "verify": cmd_verify, "eval": cmd_eval, "score": cmd_score,
+            "list": cmd_list, "demo": cmd_demo}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

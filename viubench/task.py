@@ -117,3 +117,9 @@ class Task(Protocol):
     def metrics(self, parsed: Parsed, answer: str) -> dict[str, float]: ...
 
     def reward(self, text: str, answer: str) -> float: ...
+
+    def random_answer(self, rng: random.Random, variant: str,
+                      timeline: Mapping[str, Any]) -> str:
+        """A uniformly random answer of the right form (the random-guess baseline). `timeline`
+        is the sample's `frames` record (indices, sample_fps); it never reveals the answer."""
+        ...

@@ -1,0 +1,220 @@
+"""The contract between the engine and a model backend, and how `--model SPEC` finds one.
+
+An adapter answers a batch: `generate(requests) -> list[Response]`, one response per request, in
+order. A response holds the model's text or an error with a kind; never a made-up answer.
+Retrying is not the adapter's business: the runner retries `transient` and `rate_limit` errors
+with one policy (`viubench.retry`). An adapter raises `AdapterAbort` for a condition no retry
+can fix and that spoils every request (bad credentials, missing model): the run stops and
+records nothing for the batch.
+
+A SPEC names an adapter and its arguments: `name[:target] [key=value ...]`, for example
+`openai:gpt-4o`, `hf:/ckpt dtype=bfloat16`, `random`, `blind:hf:/ckpt`, or
+`my_pkg.module:MyAdapter`. Adapters are found, without any global registry, among the modules of
+`viubench.model_adapters` (classes marked with `@adapter("name")`), the entry-point group
+`viubench.adapters`, and `package.module:Class` references. Heavy imports (torch, vllm, openai)
+happen inside an adapter's constructor, so listing adapters stays fast.
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib
+import inspect
+import pkgutil
+import re
+import shlex
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import Any, Callable, Mapping, Protocol, Sequence
+
+from .registry import load_object
+
+ENTRY_POINT_GROUP = "viubench.adapters"
+ERROR_KINDS = ("transient", "rate_limit", "fatal")
+SECRET_WORDS = re.compile(r"key|token|secret|password|auth", re.IGNORECASE)
+REDACTED = "<redacted>"
+
+
+@dataclass(frozen=True)
+class Request:
+    """One sample to answer: its prompt parts (media paths absolute) and generation limits.
+
+    `timeline` is the sample's frame provenance (indices, sample_fps, size); it never holds the
+    answer or the draws, so a baseline may use it to know the answer space, not the answer.
+    """
+
+    id: str
+    task: str
+    variant: str
+    parts: tuple[Mapping[str, Any], ...]
+    max_new_tokens: int
+    timeline: Mapping[str, Any] = field(default_factory=dict)
+
+    def text_only(self) -> "Request":
+        """The same request with every image and video part removed."""
+        kept = tuple(part for part in self.parts if part["type"] == "text")
+        return Request(self.id, self.task, self.variant, kept, self.max_new_tokens,
+                       self.timeline)
+
+    def prompt_text(self, separator: str = "\n") -> str:
+        return separator.join(part["text"] for part in self.parts if part["type"] == "text")
+
+
+@dataclass(frozen=True)
+class Response:
+    """The model's `text`, or an `error` of a `kind` (transient, rate_limit, fatal)."""
+
+    text: str | None = None
+    error: str | None = None
+    kind: str | None = None
+    retry_after: float | None = None          # seconds the server asked us to wait
+    info: Mapping[str, Any] = field(default_factory=dict)   # e.g. how video was given
+
+    def __post_init__(self) -> None:
+        if (self.text is None) == (self.error is None):
+            raise ValueError("a Response holds exactly one of text and error")
+        if self.error is not None and self.kind not in ERROR_KINDS:
+            raise ValueError(f"error kind must be one of {ERROR_KINDS}, not {self.kind!r}")
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def retryable(self) -> bool:
+        return self.kind in ("transient", "rate_limit")
+
+
+def failed(kind: str, message: str, retry_after: float | None = None,
+           **info: Any) -> Response:
+    return Response(error=message, kind=kind, retry_after=retry_after, info=info)
+
+
+class AdapterAbort(RuntimeError):
+    """A condition that spoils the whole run (credentials, missing model): stop, say why."""
+
+
+class Adapter(Protocol):
+    """What every model adapter provides."""
+
+    default_concurrency: int    # batches the runner keeps in flight at once
+    default_batch_size: int     # requests per generate() call
+
+    def generate(self, requests: Sequence[Request]) -> list[Response]: ...
+
+    def describe(self) -> dict[str, Any]: ...   # fingerprint: what model, which weights
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class AdapterSpec:
+    """A parsed `--model` value: adapter name, optional target, string options."""
+
+    name: str
+    target: str = ""
+    options: Mapping[str, str] = field(default_factory=dict)
+
+    def redacted(self) -> str:
+        """The spec as text with secret-looking option values hidden (safe to store)."""
+        words = [f"{self.name}:{self.target}" if self.target else self.name]
+        words += [f"{key}={REDACTED if SECRET_WORDS.search(key) else value}"
+                  for key, value in sorted(self.options.items())]
+        return " ".join(words)
+
+
+def parse_spec(text: str, extra_options: Sequence[str] = ()) -> AdapterSpec:
+    """`name[:target] key=value ...` (one string, shell-quoted) plus extra `key=value` items."""
+    words = shlex.split(text)
+    if not words:
+        raise ValueError("empty --model spec")
+    head, rest = words[0], [*words[1:], *extra_options]
+    options: dict[str, str] = {}
+    for item in rest:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"adapter argument {item!r} is not key=value")
+        options[key] = value
+    name, _, target = head.partition(":")
+    return AdapterSpec(name, target, options)
+
+
+def adapter(name: str) -> Callable[[type], type]:
+    """Class decorator: makes the class findable as adapter `name` in its module."""
+    def mark(cls: type) -> type:
+        cls.adapter_name = name  # type: ignore[attr-defined]
+        return cls
+    return mark
+
+
+def marked_classes(module: Any) -> dict[str, type]:
+    """Adapter classes a module defines with `@adapter(...)`."""
+    return {cls.adapter_name: cls for _, cls in inspect.getmembers(module, inspect.isclass)
+            if cls.__module__ == module.__name__ and hasattr(cls, "adapter_name")}
+
+
+def available_adapters(extra_modules: Sequence[str] = ()) -> dict[str, type]:
+    """Adapter name -> class: built-ins, installed plug-ins, then user modules' marked classes."""
+    import viubench.model_adapters as builtin
+
+    found: dict[str, type] = {}
+    for info in sorted(pkgutil.iter_modules(builtin.__path__), key=lambda m: m.name):
+        found.update(marked_classes(importlib.import_module(f"{builtin.__name__}.{info.name}")))
+    for point in entry_points(group=ENTRY_POINT_GROUP):
+        found.setdefault(point.name, point.load())
+    for module in extra_modules:
+        found.update(marked_classes(importlib.import_module(module)))
+    return found
+
+
+def resolve(spec: AdapterSpec, extra_modules: Sequence[str] = ()) -> tuple[type, str | None]:
+    """The adapter class a spec names and the target to give it: a known name gets the spec's
+    target; a `package.module:Class` reference gets none (its target names the class)."""
+    known = available_adapters(extra_modules)
+    if spec.name in known:
+        return known[spec.name], spec.target
+    if spec.target and spec.target.isidentifier():
+        try:
+            return load_object(f"{spec.name}:{spec.target}"), None
+        except (ImportError, AttributeError) as error:
+            reference = f"{spec.name}:{spec.target}"
+            raise ValueError(f"cannot load adapter class {reference}: {error}") from error
+    raise ValueError(f"unknown adapter {spec.name!r}; known: {', '.join(sorted(known))}"
+                     " (or give package.module:Class)")
+
+
+def create(spec: AdapterSpec, extra_modules: Sequence[str] = ()) -> Adapter:
+    """Instantiate the adapter a spec names: `cls(target, **options)`, or `cls(**options)` for
+    a `package.module:Class` reference. Options arrive as strings; adapters convert them."""
+    cls, target = resolve(spec, extra_modules)
+    try:
+        return cls(**spec.options) if target is None else cls(target, **spec.options)
+    except TypeError as error:
+        raise ValueError(f"adapter {spec.redacted()!r}: {error}") from error
+
+
+def describe_adapter(cls: type) -> str:
+    """First line of an adapter class's docstring (for `viubench list adapters`)."""
+    return (inspect.getdoc(cls) or "").split("\n")[0]
+
+
+# ---------------------------------------------------------------- helpers for adapters
+
+def media_bytes(path: str) -> bytes:
+    with open(path, "rb") as handle:
+        return handle.read()
+
+
+def data_url(path: str) -> str:
+    """A JPEG frame as a base64 `data:` URL (what chat-completions APIs accept)."""
+    return "data:image/jpeg;base64," + base64.b64encode(media_bytes(path)).decode("ascii")
+
+
+def as_bool(value: str | bool) -> bool:
+    if isinstance(value, bool):
+        return value
+    if value.lower() in ("1", "true", "yes", "on"):
+        return True
+    if value.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{value!r} is not a boolean (true/false)")

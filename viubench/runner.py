@@ -1,0 +1,247 @@
+"""Test set x adapter -> predictions: batches, bounded concurrency, one retry policy, resume.
+
+A run folder holds `predictions.jsonl`: its first line is the header (test-set hash, adapter
+spec with secrets redacted, adapter fingerprint, generation settings, tool version), then one
+record per answered sample, appended and flushed as each answer arrives. A `scope` record says how
+many leading samples of the test set the run covers (`--limit`; the last one counts). Running
+the same command again resumes: a torn last line is cut away and finished samples are skipped; with
+`retry_errors` samples whose last record is an error are asked again (the new record is
+appended; the last record of a sample is the one that counts).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+import time
+from collections import deque
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Mapping, Protocol, Sequence
+
+from . import __version__
+from .adapters import Adapter, AdapterAbort, AdapterSpec, Request, Response, failed
+from .retry import RetryPolicy
+from .sample import append_jsonl, file_hash, read_jsonl, truncate_lines
+from .testset import SAMPLES, iter_samples, load_build
+
+PREDICTIONS = "predictions.jsonl"
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """What the model is asked to do; a resumed run must use the same settings."""
+
+    max_new_tokens: int = 256
+    per_task: Mapping[str, int] = field(default_factory=dict)   # task -> max_new_tokens
+
+    def tokens_for(self, task: str) -> int:
+        return self.per_task.get(task, self.max_new_tokens)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"max_new_tokens": self.max_new_tokens, "per_task": dict(sorted(
+            self.per_task.items())), "temperature": 0.0}
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How the run is carried out; may change between resumes without changing results."""
+
+    concurrency: int | None = None    # None: the adapter's default
+    batch_size: int | None = None
+    limit: int | None = None
+    retry_errors: bool = False
+    retry: RetryPolicy = RetryPolicy()
+
+
+class RunObserver(Protocol):
+    def start(self, total: int, already_done: int) -> None: ...
+
+    def update(self, record: Mapping[str, Any]) -> None: ...
+
+
+class RunAborted(RuntimeError):
+    """The adapter reported a condition that spoils the run; nothing was recorded for it."""
+
+
+def testset_fingerprint(testset: str) -> dict[str, Any]:
+    build = load_build(testset)
+    return {"path": os.path.abspath(testset), "hash": file_hash(os.path.join(testset, SAMPLES)),
+            "samples": build["samples"], "tool_version": build["tool_version"]}
+
+
+def make_header(testset: str, spec: AdapterSpec, adapter: Adapter,
+                generation: GenerationSettings) -> dict[str, Any]:
+    return {"record": "header", "tool": "viubench", "tool_version": __version__,
+            "testset": testset_fingerprint(testset),
+            "adapter": {"spec": spec.redacted(), "fingerprint": adapter.describe()},
+            "generation": generation.as_json(),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+
+def _same_run(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    checks = {"test set": ("testset", "hash"), "adapter spec": ("adapter", "spec"),
+              "adapter fingerprint": ("adapter", "fingerprint"),
+              "generation settings": ("generation", None)}
+    differs = []
+    for label, (section, key) in checks.items():
+        a, b = old.get(section, {}), new.get(section, {})
+        if (a.get(key) if key else a) != (b.get(key) if key else b):
+            differs.append(label)
+    return differs
+
+
+def read_run(rundir: str) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """(header, later records) of a run folder; a torn last line is ignored."""
+    path = os.path.join(rundir, PREDICTIONS)
+    if not os.path.exists(path):
+        return None, []
+    records = list(read_jsonl(path))
+    if not records:
+        return None, []
+    if records[0].get("record") != "header":
+        raise ValueError(f"{path} does not start with a run header")
+    return records[0], records[1:]
+
+
+def latest(records: Sequence[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
+    """The last prediction record of each sample id (the one that counts)."""
+    return {r["id"]: r for r in records if r.get("record") == "prediction"}
+
+
+def run_scope(records: Sequence[Mapping[str, Any]]) -> int | None:
+    """How many leading samples of the test set the run covers (None: all), as last set."""
+    scopes = [r["limit"] for r in records if r.get("record") == "scope"]
+    return scopes[-1] if scopes else None
+
+
+def requests_of(testset: str, generation: GenerationSettings,
+                limit: int | None) -> Iterator[Request]:
+    """One request per sample, in test-set order, media paths made absolute."""
+    root = os.path.abspath(testset)
+    for number, record in enumerate(iter_samples(testset)):
+        if limit is not None and number >= limit:
+            return
+        parts = tuple(_absolute(part, root) for part in record["prompt"])
+        yield Request(record["id"], record["task"], record["variant"], parts,
+                      generation.tokens_for(record["task"]), record["frames"])
+
+
+def _absolute(part: Mapping[str, Any], root: str) -> dict[str, Any]:
+    if part["type"] == "image":
+        return {**part, "image": os.path.join(root, part["image"])}
+    if part["type"] == "video":
+        return {**part, "frames": [os.path.join(root, f) for f in part["frames"]]}
+    return dict(part)
+
+
+def run_eval(testset: str, spec: AdapterSpec, adapter: Adapter, rundir: str,
+             generation: GenerationSettings, options: RunOptions,
+             observer: RunObserver | None = None) -> dict[str, int]:
+    """Ask `adapter` every unanswered sample of `testset`; returns counts of this session."""
+    os.makedirs(rundir, exist_ok=True)
+    header = make_header(testset, spec, adapter, generation)
+    path = os.path.join(rundir, PREDICTIONS)
+    old_header, predictions = read_run(rundir)
+    if old_header is not None:
+        differs = _same_run(old_header, header)
+        if differs:
+            raise ValueError(f"{rundir} holds a run with a different {', '.join(differs)};"
+                             " use a new --out folder or the same settings")
+        truncate_lines(path, 1 + len(predictions))
+    elif os.path.exists(path):
+        truncate_lines(path, 0)
+    done = {i for i, r in latest(predictions).items()
+            if r["error"] is None or not options.retry_errors}
+    todo = [r for r in requests_of(testset, generation, options.limit) if r.id not in done]
+    if observer:
+        observer.start(len(todo), len(done))
+    with open(path, "a", encoding="utf-8") as handle:
+        if old_header is None:
+            append_jsonl(handle, header)
+        if old_header is None or run_scope(predictions) != options.limit:
+            append_jsonl(handle, {"record": "scope", "limit": options.limit})
+        writer = _Writer(handle, observer)
+        _dispatch(adapter, todo, options, writer)
+    return writer.counts
+
+
+class _Writer:
+    """Appends prediction records from many threads, one flushed line each."""
+
+    def __init__(self, handle, observer: RunObserver | None) -> None:
+        self.handle, self.observer = handle, observer
+        self.lock = threading.Lock()
+        self.counts = {"answered": 0, "errors": 0}
+
+    def write(self, request: Request, response: Response, attempts: int, seconds: float) -> None:
+        record = {"record": "prediction", "id": request.id, "task": request.task,
+                  "variant": request.variant, "text": response.text, "error": response.error,
+                  "kind": response.kind, "attempts": attempts, "seconds": round(seconds, 3),
+                  "info": dict(response.info)}
+        with self.lock:
+            append_jsonl(self.handle, record)
+            self.counts["answered" if response.ok else "errors"] += 1
+            if self.observer:
+                self.observer.update(record)
+
+
+def _dispatch(adapter: Adapter, todo: Sequence[Request], options: RunOptions,
+              writer: _Writer) -> None:
+    """Batches to `concurrency` threads, at most 2 x concurrency batches queued at a time."""
+    concurrency = max(1, options.concurrency or adapter.default_concurrency)
+    size = max(1, options.batch_size or adapter.default_batch_size)
+    batches = deque(todo[i:i + size] for i in range(0, len(todo), size))
+    with ThreadPoolExecutor(concurrency, thread_name_prefix="viubench-ask") as pool:
+        running: set[Future] = set()
+        try:
+            while batches or running:
+                while batches and len(running) < 2 * concurrency:
+                    running.add(pool.submit(_answer, adapter, batches.popleft(), options.retry,
+                                            writer))
+                finished, running = wait(running, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    future.result()   # re-raises AdapterAbort
+        except AdapterAbort as abort:
+            batches.clear()
+            for future in running:
+                future.cancel()
+            raise RunAborted(str(abort)) from abort
+
+
+def _answer(adapter: Adapter, batch: Sequence[Request], policy: RetryPolicy,
+            writer: _Writer) -> None:
+    """Ask one batch, re-asking retryable failures until they succeed or the policy gives up."""
+    rng = random.Random()   # jitter only; it never touches results
+    pending = list(batch)
+    started = time.perf_counter()
+    attempt = 0
+    while pending:
+        attempt += 1
+        responses = _generate(adapter, pending)
+        again, waits = [], []
+        for request, response in zip(pending, responses):
+            if response.retryable and not policy.gives_up(attempt):
+                again.append(request)
+                waits.append(policy.delay(attempt, response.retry_after, rng))
+            else:
+                writer.write(request, response, attempt, time.perf_counter() - started)
+        if again:
+            time.sleep(max(waits))
+        pending = again
+
+
+def _generate(adapter: Adapter, requests: list[Request]) -> list[Response]:
+    """The adapter's answers; an unexpected exception becomes a recorded fatal error."""
+    try:
+        responses = adapter.generate(requests)
+    except AdapterAbort:
+        raise
+    except Exception as error:  # noqa: BLE001 - a crashing adapter is recorded, not scored
+        message = f"adapter raised {type(error).__name__}: {error}"
+        return [failed("fatal", message) for _ in requests]
+    if len(responses) != len(requests):
+        raise AdapterAbort(f"adapter returned {len(responses)} responses for"
+                           f" {len(requests)} requests")
+    return list(responses)
