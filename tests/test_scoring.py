@@ -1,0 +1,53 @@
+"""Confidence intervals and the retry policy, on numbers worked out by hand."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from viubench.retry import RetryPolicy
+from viubench.scoring import (cluster_bootstrap_ci, normal_interval, score_interval,
+                              wilson_interval)
+
+
+def test_wilson_interval_matches_the_closed_form():
+    low, high = wilson_interval(0.0, 240)
+    assert low == 0.0 and high == pytest.approx(1.959964 ** 2 / (240 + 1.959964 ** 2))
+    low, high = wilson_interval(0.5, 100)
+    assert (low, high) == pytest.approx((0.4038, 0.5962), abs=1e-4)
+
+
+def test_normal_interval_by_hand():
+    values = [0.0, 1.0] * 50   # mean 0.5, s = sqrt(100 * 0.25 / 99)
+    half = 1.959964 * (25 / 99) ** 0.5 / 10
+    assert normal_interval(values) == pytest.approx((0.5 - half, 0.5 + half))
+
+
+def test_cluster_bootstrap_sees_videos_that_move_together():
+    # 10 videos, each all-right or all-wrong: clustering must widen the interval a lot.
+    values = [float(v % 2) for v in range(10) for _ in range(20)]
+    clusters = [str(v) for v in range(10) for _ in range(20)]
+    clustered = cluster_bootstrap_ci(values, clusters)
+    independent = normal_interval(values)
+    assert clustered[1] - clustered[0] > 2.5 * (independent[1] - independent[0])
+    assert cluster_bootstrap_ci(values, clusters) == clustered   # seeded: deterministic
+    assert score_interval(values, clusters) == pytest.approx(clustered)
+
+
+def test_identical_outcomes_get_the_wilson_interval():
+    assert score_interval([0.0] * 50, ["a", "b"] * 25) == wilson_interval(0.0, 50)
+
+
+def test_retry_delays_grow_jitter_and_honour_retry_after():
+    policy = RetryPolicy(max_attempts=4, base=1.0, cap=5.0)
+    rng = random.Random(1)
+    for attempt, bound in ((1, 1.0), (2, 2.0), (3, 4.0), (4, 5.0), (9, 5.0)):
+        waits = [policy.delay(attempt, None, rng) for _ in range(200)]
+        assert bound / 2 <= min(waits) and max(waits) <= bound
+        assert max(waits) - min(waits) > bound / 4        # jittered, not constant
+    assert policy.delay(1, 30.0, rng) == 30.0              # the server asked for 30 s
+    assert policy.delay(1, 1e6, rng) == policy.max_retry_after
+    assert not policy.gives_up(3) and policy.gives_up(4)
+    with pytest.raises(ValueError):
+        RetryPolicy(max_attempts=0)
