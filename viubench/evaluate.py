@@ -8,7 +8,7 @@ import re
 import sys
 from typing import Sequence
 
-from .adapters import AdapterSpec, create, parse_spec
+from .adapters import AdapterAbort, AdapterSpec, create, parse_spec
 from .progress import RunProgress
 from .results import format_results, score_run
 from .retry import RetryPolicy
@@ -42,7 +42,11 @@ def eval_command(args: argparse.Namespace) -> int:
     generation = generation_settings(args.max_new_tokens)
     options = RunOptions(args.concurrency, args.batch_size, args.limit, args.retry_errors,
                          RetryPolicy(args.max_attempts, args.retry_base, args.retry_cap))
-    adapter = create(spec, args.adapter_module)
+    try:
+        adapter = create(spec, args.adapter_module)
+    except AdapterAbort as error:
+        print(f"viubench eval: cannot start {spec.redacted()}: {error}", file=sys.stderr)
+        return 2
     try:
         with RunProgress(spec.redacted()) as progress:
             counts = run_eval(args.testset, spec, adapter, rundir, generation, options,
