@@ -20,8 +20,8 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from viubench.scoring import interval_iou
-from viubench.task import (Clip, DonorSource, FrameRef, Parsed, Rendered, TaskSkip, TextPart,
-                           Variant, VideoPart)
+from viubench.task import (Clip, Columns, DonorSource, FrameRef, Parsed, Rendered, TaskSkip,
+                           TextPart, Variant, VideoPart)
 from viubench.video import FrameProtocol, VideoError
 
 from . import perturbations as pt
@@ -89,6 +89,9 @@ class AnomalyGrounding:
                 FAMILIES.items()}
 
     suites = {"viubench": VIUBENCH_FAMILIES}
+    columns = Columns("Grounding", 2, {"channel_swap": "Channel", "rotate180": "Rotate",
+                                       "zoom_out": "ZoomOut", "mirror": "Mirror",
+                                       "shuffle": "Shuffle"})
 
     def draw(self, rng: random.Random, clip: Clip, variant: str,
              donors: DonorSource) -> dict[str, Any]:

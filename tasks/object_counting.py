@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from viubench.task import Clip, DonorSource, FrameRef, Parsed, Rendered, TaskSkip, TextPart
-from viubench.task import Variant, VideoPart
+from viubench.task import Columns, Variant, VideoPart
 from viubench.video import FrameProtocol
 
 from .parsing import AFTER_INT, BEFORE_INT, pick, region
@@ -93,6 +93,7 @@ class ObjectCounting:
     variants = {"easy": _variant(3, "easy"), "hard": _variant(4, "hard")}
 
     suites = {"viubench": ("easy", "hard")}
+    columns = Columns("Counting", 1, {"easy": "Easy", "hard": "Hard"})
 
     def draw(self, rng: random.Random, clip: Clip, variant: str,
              donors: DonorSource) -> dict[str, Any]:

@@ -15,7 +15,8 @@ import re
 from typing import Any, Mapping
 
 from viubench.scoring import footrule_score
-from viubench.task import Clip, DonorSource, Parsed, Part, Rendered, TextPart, Variant, VideoPart
+from viubench.task import (Clip, Columns, DonorSource, Parsed, Part, Rendered, TextPart,
+                           Variant, VideoPart)
 from viubench.video import FrameProtocol
 
 from .parsing import label_lists, pick, region
@@ -44,6 +45,8 @@ class TemporalJigsaw:
                 "easy_trim": _variant(6, 0.1, "easy"), "hard_trim": _variant(8, 0.1, "hard")}
 
     suites = {"viubench": ("easy", "hard")}
+    columns = Columns("Jigsaw", 3, {"easy": "Easy", "hard": "Hard", "easy_trim": "Easy trim",
+                                    "hard_trim": "Hard trim"})
 
     def draw(self, rng: random.Random, clip: Clip, variant: str,
              donors: DonorSource) -> dict[str, Any]:

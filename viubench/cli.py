@@ -1,4 +1,4 @@
-"""`viubench build | verify | eval | score | list | demo`."""
+"""`viubench build | verify | eval | score | leaderboard | compare | analyze | list | demo`."""
 
 from __future__ import annotations
 
@@ -31,6 +31,10 @@ def _build_parser() -> argparse.ArgumentParser:
     score = commands.add_parser("score", help="score a run folder: scores.jsonl, results.json")
     score.add_argument("rundir")
     score.add_argument("--testset", help="where the test set is now (default: as recorded)")
+
+    from .publish import add_parsers
+
+    add_parsers(commands)
 
     listing = commands.add_parser("list", help="show tasks, variants, suites or adapters")
     listing.add_argument("what", nargs="?", default="tasks",
@@ -160,7 +164,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args.out, args.workers)
 
 
+def cmd_publish(args: argparse.Namespace) -> int:
+    from . import publish
+
+    handler = {"leaderboard": publish.leaderboard_command, "compare": publish.compare_command,
+               "analyze": publish.analyze_command}[args.command]
+    return handler(args)
+
+
 COMMANDS = {"build": cmd_build, "verify": cmd_verify, "eval": cmd_eval, "score": cmd_score,
+            "leaderboard": cmd_publish, "compare": cmd_publish, "analyze": cmd_publish,
             "list": cmd_list, "demo": cmd_demo}
 
 

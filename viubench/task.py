@@ -84,6 +84,16 @@ class Parsed:
         return self.error is None
 
 
+@dataclass(frozen=True)
+class Columns:
+    """How a task's variants appear on leaderboards: `group` heads them ("Counting"), `rank`
+    orders groups left to right, `labels` names each variant's column ("Easy")."""
+
+    group: str
+    rank: int
+    labels: Mapping[str, str]
+
+
 class TaskSkip(Exception):
     """This sample cannot be made from this video (e.g. no donor video); the reason is recorded."""
 
@@ -105,6 +115,7 @@ class Task(Protocol):
     protocol: FrameProtocol
     variants: Mapping[str, Variant]
     suites: Mapping[str, Sequence[str]]   # suite name -> variants of this task in it
+    columns: Columns                      # leaderboard group and column labels
 
     def draw(self, rng: random.Random, clip: Clip, variant: str,
              donors: DonorSource) -> dict[str, Any]: ...

@@ -1,0 +1,269 @@
+"""Leaderboards: one row per run in a suite's column layout, every cell with its n and 95% CI.
+
+Columns come from the tasks (`Task.columns`): for the `viubench` suite the nine VIUBench
+sub-columns, then one average per task group and `Overall`, the unweighted mean of the
+sub-columns (SPEC §7). CIs come from one bootstrap over source videos shared by all columns of a
+run, so a group average's CI accounts for its columns sharing videos.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Iterator, Mapping, Sequence
+
+import numpy as np
+
+from .registry import load_tasks, suites
+from .results import RESULTS, SCORES, score_run
+from .runner import PREDICTIONS, read_run
+from .scoring import wilson_interval
+from .task import Task
+
+OVERALL = "Overall"
+RESAMPLES = 2000
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str      # "task:variant"
+    group: str    # "Counting"
+    label: str    # "Easy"
+
+    @property
+    def name(self) -> str:
+        return f"{self.group} {self.label}"
+
+
+def layout(tasks: Mapping[str, Task], suite: str = "viubench") -> list[Column]:
+    """The suite's columns, grouped by task, groups in the tasks' declared order."""
+    items = suites(tasks).get(suite)
+    if not items:
+        raise ValueError(f"unknown suite {suite!r}")
+    columns = []
+    for task_name, variant in items:
+        declared = getattr(tasks[task_name], "columns", None)
+        group = declared.group if declared else task_name
+        label = declared.labels.get(variant, variant) if declared else variant
+        rank = declared.rank if declared else 99
+        columns.append((rank, Column(f"{task_name}:{variant}", group, label)))
+    return [column for _, column in sorted(columns, key=lambda item: item[0])]
+
+
+def groups(columns: Sequence[Column]) -> dict[str, list[int]]:
+    """Group name -> positions of its columns (in layout order)."""
+    found: dict[str, list[int]] = {}
+    for position, column in enumerate(columns):
+        found.setdefault(column.group, []).append(position)
+    return found
+
+
+@dataclass
+class RunScores:
+    """Per-video sums of one run's sample scores, per column: what every statistic needs."""
+
+    label: str
+    rundir: str
+    testset_hash: str
+    width: int = 0                                                # number of columns
+    sums: dict[str, np.ndarray] = field(default_factory=dict)     # video -> [columns]
+    counts: dict[str, np.ndarray] = field(default_factory=dict)
+    squares: np.ndarray | None = None                             # [columns] sum of score^2
+
+    def add(self, slot: int | None, video: str, value: float) -> None:
+        """Count one sample's value (score, or paired difference) in column `slot`."""
+        if slot is None:
+            return
+        if self.squares is None:
+            self.squares = np.zeros(self.width)
+        if video not in self.sums:
+            self.sums[video] = np.zeros(self.width)
+            self.counts[video] = np.zeros(self.width)
+        self.sums[video][slot] += value
+        self.counts[video][slot] += 1
+        self.squares[slot] += value ** 2
+
+
+def ensure_scored(rundir: str) -> None:
+    """Score a run whose scores are missing or older than its predictions."""
+    scores, predictions = os.path.join(rundir, SCORES), os.path.join(rundir, PREDICTIONS)
+    if not os.path.exists(scores) or os.path.getmtime(scores) < os.path.getmtime(predictions) \
+            or not os.path.exists(os.path.join(rundir, RESULTS)):
+        score_run(rundir)
+
+
+def iter_scores(rundir: str) -> Iterator[dict[str, Any]]:
+    with open(os.path.join(rundir, SCORES), encoding="utf-8") as handle:
+        for line in handle:
+            yield json.loads(line)
+
+
+def run_header(rundir: str) -> dict[str, Any]:
+    ensure_scored(rundir)
+    header, _ = read_run(rundir)
+    assert header is not None
+    return header
+
+
+def load_run(rundir: str, columns: Sequence[Column], label: str | None = None) -> RunScores:
+    """Stream a run's scores.jsonl into per-video, per-column sums."""
+    header = run_header(rundir)
+    run = RunScores(label or header["adapter"]["spec"], rundir, header["testset"]["hash"],
+                    len(columns))
+    position = {column.key: i for i, column in enumerate(columns)}
+    for row in iter_scores(rundir):
+        run.add(position.get(f"{row['task']}:{row['variant']}"), row["video"], row["score"])
+    return run
+
+
+def _matrices(run: RunScores) -> tuple[np.ndarray, np.ndarray]:
+    videos = sorted(run.sums)
+    return (np.array([run.sums[v] for v in videos]), np.array([run.counts[v] for v in videos]))
+
+
+def composite_weights(columns: Sequence[Column]) -> tuple[list[str], np.ndarray]:
+    """Every reported cell as a weighting of column means: columns, group averages, Overall."""
+    names = [column.name for column in columns]
+    rows = list(np.eye(len(columns)))
+    for group, positions in groups(columns).items():
+        names.append(group)
+        rows.append(np.isin(np.arange(len(columns)), positions) / len(positions))
+    names.append(OVERALL)
+    rows.append(np.full(len(columns), 1.0 / len(columns)))
+    return names, np.array(rows)
+
+
+@dataclass(frozen=True)
+class Estimate:
+    name: str
+    value: float     # in score units (0..1), not x100
+    low: float
+    high: float
+    n: int
+
+
+def cell_estimates(run: RunScores, columns: Sequence[Column], seed: int = 0) -> list[Estimate]:
+    """Every cell's mean with a 95% CI: the video bootstrap, never narrower than the
+    independent-samples normal interval. Works for scores and for paired differences."""
+    sums, counts = _matrices(run)
+    n = counts.sum(axis=0)
+    means = np.divide(sums.sum(axis=0), n, out=np.full(len(columns), np.nan), where=n > 0)
+    names, weights = composite_weights(columns)
+    boot = _bootstrap(sums, counts, seed) @ weights.T           # [resamples, cells]
+    normal = _normal_halfwidths(run, means, n, weights)
+    estimates = []
+    for cell, (name, weighting) in enumerate(zip(names, weights)):
+        value = float(weighting @ means)
+        low, high = np.nanpercentile(boot[:, cell], [2.5, 97.5]) if boot.size else (value, value)
+        estimates.append(Estimate(name, value, min(float(low), value - normal[cell]),
+                                  max(float(high), value + normal[cell]),
+                                  int(n[weighting > 0].sum())))
+    return estimates
+
+
+def run_row(run: RunScores, columns: Sequence[Column], seed: int = 0) -> dict[str, Any]:
+    """Score (x100), n, and 95% CI of every cell of one run's leaderboard row."""
+    row: dict[str, Any] = {"model": run.label, "source": "measured", "run": run.rundir,
+                           "testset": run.testset_hash}
+    for cell in cell_estimates(run, columns, seed):
+        low, high = cell.low, cell.high
+        if high - low <= 0:   # every outcome identical: the bootstrap says nothing
+            low, high = wilson_interval(cell.value, cell.n)
+        row[cell.name] = 100 * cell.value
+        row[f"{cell.name} n"] = cell.n
+        row[f"{cell.name} ci_low"] = 100 * max(low, 0.0)
+        row[f"{cell.name} ci_high"] = 100 * min(high, 1.0)
+    return row
+
+
+def _bootstrap(sums: np.ndarray, counts: np.ndarray, seed: int) -> np.ndarray:
+    """[resamples, columns] column means over videos resampled with replacement."""
+    videos = sums.shape[0]
+    if videos < 2:
+        return np.empty((0, sums.shape[1]))
+    rng = np.random.default_rng(seed)
+    weights = rng.multinomial(videos, np.full(videos, 1.0 / videos), size=RESAMPLES)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (weights @ sums) / (weights @ counts)
+
+
+def _normal_halfwidths(run: RunScores, means: np.ndarray, n: np.ndarray,
+                       weights: np.ndarray) -> np.ndarray:
+    """1.96 x standard error of each cell if samples were independent (the CI's floor)."""
+    squares = run.squares if run.squares is not None else np.zeros(len(means))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        variance = np.where(n > 1, (squares - n * means ** 2) / (n - 1), 0.0)
+        column_var = np.nan_to_num(np.maximum(variance, 0) / n)
+    return 1.959964 * np.sqrt(weights ** 2 @ column_var)
+
+
+def cell_names(columns: Sequence[Column]) -> list[str]:
+    return composite_weights(columns)[0]
+
+
+def csv_header(columns: Sequence[Column]) -> list[str]:
+    names = cell_names(columns)
+    return ["model", "source", *names, *(f"{name} {suffix}" for name in names
+                                         for suffix in ("n", "ci_low", "ci_high")),
+            "run", "testset"]
+
+
+def write_csv(path: str, rows: Iterable[Mapping[str, Any]], columns: Sequence[Column]) -> None:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=csv_header(columns), extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({key: _fmt(value) for key, value in row.items()})
+
+
+def _fmt(value: Any) -> Any:
+    return f"{value:.1f}" if isinstance(value, float) else value
+
+
+def read_csv(path: str) -> list[dict[str, Any]]:
+    """Rows of a leaderboard CSV (reported or measured); empty cells stay empty strings."""
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def build_leaderboard(rundirs: Sequence[str], labels: Sequence[str] = (),
+                      suite: str = "viubench") -> tuple[list[Column], list[dict[str, Any]]]:
+    """Columns and one measured row per run (runs must share a test set to be compared)."""
+    tasks = load_tasks()
+    columns = layout(tasks, suite)
+    runs = [load_run(d, columns, labels[i] if i < len(labels) else None)
+            for i, d in enumerate(rundirs)]
+    return columns, [run_row(run, columns) for run in runs]
+
+
+def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[Column]) -> str:
+    """Scores with their CIs, one row per model (measured and reported)."""
+    names = cell_names(columns)
+    lines = ["| Model | Source | " + " | ".join(names) + " |",
+             "|---|---|" + "---|" * len(names)]
+    for row in rows:
+        cells = [_cell(row, name) for name in names]
+        lines.append(f"| {row['model']} | {row['source']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _cell(row: Mapping[str, Any], name: str) -> str:
+    value, low, high = row.get(name, ""), row.get(f"{name} ci_low", ""), row.get(
+        f"{name} ci_high", "")
+    if value in ("", None):
+        return "–"
+    text = f"{float(value):.1f}"
+    if low not in ("", None):
+        text += f" [{float(low):.1f}, {float(high):.1f}]"
+    return text
+
+
+def testset_groups(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = defaultdict(list)
+    for row in rows:
+        found[row.get("testset", "")].append(row["model"])
+    return found

@@ -1,0 +1,90 @@
+"""`viubench leaderboard | compare | analyze`: the command glue around the report modules."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+REPO_LEADERBOARDS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                 "leaderboards")
+
+
+def add_parsers(commands: Any) -> None:
+    board = commands.add_parser("leaderboard", help="leaderboard CSV + markdown + HTML of runs")
+    board.add_argument("rundirs", nargs="+", metavar="RUNDIR")
+    board.add_argument("--out", required=True, help="CSV path, e.g. leaderboards/mine.csv;"
+                                                    " .md, .html and .png are written beside it")
+    board.add_argument("--label", action="append", default=[],
+                       help="row name for each RUNDIR in order (default: the model spec)")
+    board.add_argument("--suite", default="viubench")
+    board.add_argument("--reported", default=None,
+                       help="CSV of published rows to show beside yours (default: the paper's"
+                            " table for the suite when this checkout has it; 'none' to omit)")
+    board.add_argument("--title", default=None)
+
+    compare = commands.add_parser("compare", help="paired difference of two runs with CIs")
+    compare.add_argument("run_a", metavar="RUN_A")
+    compare.add_argument("run_b", metavar="RUN_B")
+    compare.add_argument("--suite", default="viubench")
+
+    analyze = commands.add_parser("analyze", help="difficulty analyses and a shortcut audit")
+    analyze.add_argument("rundirs", nargs="+", metavar="RUNDIR")
+    analyze.add_argument("--out", required=True)
+    analyze.add_argument("--label", action="append", default=[])
+
+
+def reported_rows(option: str | None, suite: str) -> list[dict[str, Any]]:
+    from .leaderboard import read_csv
+
+    if option == "none":
+        return []
+    path = option or os.path.join(REPO_LEADERBOARDS, f"{suite}_reported.csv")
+    if option is None and not os.path.exists(path):
+        return []
+    return read_csv(path)
+
+
+def leaderboard_command(args: argparse.Namespace) -> int:
+    from .leaderboard import build_leaderboard, markdown_table, write_csv
+
+    columns, measured = build_leaderboard(args.rundirs, args.label, args.suite)
+    rows = measured + reported_rows(args.reported, args.suite)
+    stem = os.path.splitext(args.out)[0]
+    write_csv(args.out, rows, columns)
+    with open(stem + ".md", "w", encoding="utf-8") as handle:
+        handle.write(markdown_table(rows, columns))
+    written = [args.out, stem + ".md", *_write_html(stem, rows, columns, args)]
+    print(markdown_table(rows, columns))
+    print("wrote " + ", ".join(written))
+    return 0
+
+
+def _write_html(stem: str, rows: list[dict[str, Any]], columns, args) -> list[str]:
+    from .html_report import render_pngs, write_html
+
+    title = args.title or f"{args.suite} leaderboard"
+    write_html(stem + ".html", rows, columns, title)
+    written = [stem + ".html"]
+    for number, (_, png) in enumerate(render_pngs(rows, columns)):
+        path = f"{stem}.png" if number == 0 else f"{stem}-{number + 1}.png"
+        with open(path, "wb") as handle:
+            handle.write(png)
+        written.append(path)
+    return written
+
+
+def compare_command(args: argparse.Namespace) -> int:
+    from .compare import compare_runs, format_comparison
+
+    print(format_comparison(compare_runs(args.run_a, args.run_b, args.suite), args.run_a,
+                            args.run_b))
+    return 0
+
+
+def analyze_command(args: argparse.Namespace) -> int:
+    from .analysis import analyze
+
+    for path in analyze(args.rundirs, args.out, args.label):
+        print(f"wrote {path}")
+    return 0
