@@ -61,17 +61,10 @@ def leaderboard_command(args: argparse.Namespace) -> int:
 
 
 def _write_html(stem: str, rows: list[dict[str, Any]], columns, args) -> list[str]:
-    from .html_report import render_pngs, write_html
+    from .html_report import write_html, write_pngs
 
-    title = args.title or f"{args.suite} leaderboard"
-    write_html(stem + ".html", rows, columns, title)
-    written = [stem + ".html"]
-    for number, (_, png) in enumerate(render_pngs(rows, columns)):
-        path = f"{stem}.png" if number == 0 else f"{stem}-{number + 1}.png"
-        with open(path, "wb") as handle:
-            handle.write(png)
-        written.append(path)
-    return written
+    write_html(stem + ".html", rows, columns, args.title or f"{args.suite} leaderboard")
+    return [stem + ".html", *write_pngs(stem, rows, columns)]
 
 
 def compare_command(args: argparse.Namespace) -> int:

@@ -1,0 +1,288 @@
+"""A leaderboard as one self-contained HTML page: table with 95% CIs, plus embedded plots.
+
+Nothing on the page is fetched from elsewhere: styles are inline, plots are base64 PNG `data:`
+URIs drawn with matplotlib's Agg canvas (no pyplot, so no global state). The same plots are
+available as PNG bytes (`render_png`) or files (`write_pngs`) to sit next to a leaderboard CSV.
+Rows are those of `leaderboard.build_leaderboard` or `leaderboard.read_csv`: values may be
+floats or strings, and a missing value (no CI for a reported row) is an empty string.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+import os
+from typing import Any, Mapping, Sequence
+
+from .leaderboard import OVERALL, Column, cell_names, groups
+
+Row = Mapping[str, Any]
+Cell = tuple[float | None, float | None, float | None]    # value, ci_low, ci_high (x100)
+
+MEASURED_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
+AGG = ' class="agg"'
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "*", "h", "p")
+
+STYLE = """
+body{font-family:system-ui,-apple-system,'Segoe UI',Helvetica,Arial,sans-serif;margin:24px;
+color:#222;background:#fff}
+h1{font-size:1.5em;margin:0 0 .4em}h2{font-size:1.15em;margin:1.4em 0 .4em}
+p,li{max-width:70em;line-height:1.4}
+table{border-collapse:collapse;font-size:12px}
+th,td{border:1px solid #ccc;padding:3px 5px;text-align:right;vertical-align:top}
+th{background:#eef1f5}th.agg,td.agg{background:#f6f7fa}
+td.model,th.model{text-align:left;white-space:nowrap}
+tr.measured td.model{font-weight:600}tr.measured{background:#f2f8ff}
+.badge{font-size:10px;border-radius:3px;padding:0 3px;margin-left:4px;font-weight:normal}
+.badge.m{background:#1f77b4;color:#fff}.badge.r{background:#ddd;color:#333}
+.ci{display:block;color:#666;font-size:10px;white-space:nowrap}
+.bar{position:relative;height:4px;background:#eee;margin-top:2px}
+.bar span{position:absolute;top:0;height:4px;background:#1f77b4}
+.bar i{position:absolute;top:-2px;width:2px;height:8px;background:#000}
+img{max-width:100%;border:1px solid #ddd;margin:4px 0}
+.notes li,.cites li{font-size:13px}
+"""
+
+
+def number(value: Any) -> float | None:
+    """A float from a float, int or CSV string; None for '', None, NaN or junk."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    try:
+        result = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(result) else result
+
+
+def cell(row: Row, name: str) -> Cell:
+    """A cell's score and 95% CI bounds, each None where the row does not have it."""
+    return (number(row.get(name)), number(row.get(f"{name} ci_low")),
+            number(row.get(f"{name} ci_high")))
+
+
+def is_measured(row: Row) -> bool:
+    return str(row.get("source", "")).strip() == "measured"
+
+
+def citation(row: Row) -> str:
+    """The citation of a reported row ('reported: X' -> 'X'); '' for measured rows."""
+    source = str(row.get("source", "")).strip()
+    return "" if is_measured(row) else source.split(":", 1)[-1].strip() or source
+
+
+def format_cell(row: Row, name: str) -> str:
+    """Plain text of a cell: '58.7 [55.1, 62.0]', '58.7' without a CI, '–' when missing."""
+    value, low, high = cell(row, name)
+    if value is None:
+        return "–"
+    if low is None or high is None:
+        return f"{value:.1f}"
+    return f"{value:.1f} [{low:.1f}, {high:.1f}]"
+
+
+# ----------------------------------------------------------------------------- plots
+
+def _new_figure(width: float, height: float) -> Any:
+    """A matplotlib Figure on its own Agg canvas (no pyplot, no global backend switch)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width, height), dpi=100)
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def _png(figure: Any) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", bbox_inches="tight")
+    return buffer.getvalue()
+
+
+def _yerr(cells: Sequence[Cell]) -> tuple[list[float], list[float]]:
+    """Asymmetric error bar lengths; 0 where a CI is missing."""
+    below = [v - lo if v is not None and lo is not None else 0.0 for v, lo, _ in cells]
+    above = [hi - v if v is not None and hi is not None else 0.0 for v, _, hi in cells]
+    return below, above
+
+
+def plot_cells(rows: Sequence[Row], columns: Sequence[Column]) -> bytes:
+    """Every cell: grouped bars with 95% CI error bars for measured rows, a marker per
+    reported row. Sub-columns, then the group averages and Overall after a dashed line."""
+    names = cell_names(columns)
+    measured = [row for row in rows if is_measured(row)]
+    reported = [row for row in rows if not is_measured(row)]
+    figure = _new_figure(max(10.0, 0.9 * len(names)), 5.0)
+    axes = figure.add_subplot()
+    width = 0.8 / max(len(measured), 1)
+    for i, row in enumerate(measured):
+        cells = [cell(row, name) for name in names]
+        xs = [k - 0.4 + width * (i + 0.5) for k in range(len(names))]
+        heights = [v if v is not None else 0.0 for v, _, _ in cells]
+        axes.bar(xs, heights, width, yerr=_yerr(cells), capsize=2, label=str(row["model"]),
+                 color=MEASURED_COLOURS[i % len(MEASURED_COLOURS)], alpha=0.85,
+                 error_kw={"elinewidth": 1, "ecolor": "#333"})
+    palette = _reported_colours(len(reported))
+    for i, row in enumerate(reported):
+        points = [(k, cell(row, name)[0]) for k, name in enumerate(names)]
+        points = [(k, v) for k, v in points if v is not None]
+        axes.scatter([k for k, _ in points], [v for _, v in points], s=22, zorder=3,
+                     marker=MARKERS[i % len(MARKERS)], color=palette[i],
+                     edgecolors="black", linewidths=0.4, label=f"{row['model']} (reported)")
+    axes.axvline(len(columns) - 0.5, color="#888", linestyle="--", linewidth=1)
+    axes.set_xticks(range(len(names)), names, rotation=35, ha="right")
+    axes.set_xlim(-0.6, len(names) - 0.4)
+    axes.set_ylim(0, 100)
+    axes.set_ylabel("score (x100), 95% CI")
+    axes.set_title("Every column: measured (bars, 95% CI) and reported (markers)")
+    axes.grid(axis="y", alpha=0.3)
+    axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    return _png(figure)
+
+
+def _reported_colours(count: int) -> list[Any]:
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab20"]
+    return [cmap(i % 20) for i in range(count)]
+
+
+def plot_overall(rows: Sequence[Row], name: str = OVERALL) -> bytes:
+    """One horizontal bar per model for one cell (default Overall), best first, with CIs."""
+    ranked = [(cell(row, name), row) for row in rows if cell(row, name)[0] is not None]
+    ranked.sort(key=lambda item: item[0][0], reverse=True)
+    figure = _new_figure(9.0, max(2.5, 0.32 * len(ranked) + 1.2))
+    axes = figure.add_subplot()
+    ys = list(range(len(ranked)))
+    cells = [c for c, _ in ranked]
+    for measured, colour in ((True, MEASURED_COLOURS[0]), (False, "#aaaaaa")):
+        picked = [(y, c) for y, (c, row) in zip(ys, ranked) if is_measured(row) == measured]
+        if picked:
+            axes.barh([y for y, _ in picked], [c[0] for _, c in picked], color=colour,
+                      xerr=_yerr([c for _, c in picked]) if measured else None, capsize=3,
+                      error_kw={"elinewidth": 1, "ecolor": "#333"})
+    labels = [f"{row['model']}" + ("" if is_measured(row) else " (reported)") for _, row in ranked]
+    axes.set_yticks(ys, labels, fontsize=9)
+    axes.invert_yaxis()
+    for y, (value, _, high) in zip(ys, cells):
+        axes.text((high if high is not None else value) + 1, y, f"{value:.1f}",
+                  va="center", fontsize=8)
+    axes.set_xlim(0, 105)
+    axes.set_xlabel(f"{name} score (x100); measured with 95% CI (blue), reported (grey)")
+    axes.set_title(f"{name} per model")
+    axes.grid(axis="x", alpha=0.3)
+    return _png(figure)
+
+
+def render_png(rows: Sequence[Row], columns: Sequence[Column]) -> list[tuple[str, bytes]]:
+    """The page's plots as (title, PNG bytes), in page order."""
+    return [("Every column", plot_cells(rows, columns)),
+            (f"{OVERALL} per model", plot_overall(rows))]
+
+
+def write_pngs(stem: str, rows: Sequence[Row], columns: Sequence[Column]) -> list[str]:
+    """Write the plots as `<stem>-columns.png` and `<stem>-overall.png`; returns the paths."""
+    os.makedirs(os.path.dirname(os.path.abspath(stem)), exist_ok=True)
+    paths = []
+    for suffix, (_, data) in zip(("columns", "overall"), render_png(rows, columns)):
+        path = f"{stem}-{suffix}.png"
+        with open(path, "wb") as handle:
+            handle.write(data)
+        paths.append(path)
+    return paths
+
+
+# ----------------------------------------------------------------------------- page
+
+def _td(row: Row, name: str, aggregate: bool) -> str:
+    """One score cell: value, its CI underneath and a 0-100 CI bar; n as tooltip."""
+    value, low, high = cell(row, name)
+    css = AGG if aggregate else ""
+    if value is None:
+        return f"<td{css}>–</td>"
+    n = number(row.get(f"{name} n"))
+    tip = f' title="{html.escape(name)}: n={int(n)}"' if n is not None else ""
+    if low is None or high is None:
+        return f"<td{css}{tip}>{value:.1f}</td>"
+    left, span = max(low, 0.0), max(min(high, 100.0) - max(low, 0.0), 0.5)
+    bar = (f'<div class="bar"><span style="left:{left:.1f}%;width:{span:.1f}%"></span>'
+           f'<i style="left:{min(max(value, 0.0), 99.0):.1f}%"></i></div>')
+    return (f"<td{css}{tip}>{value:.1f}<span class=\"ci\">[{low:.1f}, {high:.1f}]</span>"
+            f"{bar}</td>")
+
+
+def _model_td(row: Row, footnotes: dict[str, int]) -> str:
+    model = html.escape(str(row.get("model", "")))
+    if is_measured(row):
+        run = html.escape(str(row.get("run", "")), quote=True)
+        return (f'<td class="model" title="run: {run}">{model}'
+                '<span class="badge m">measured</span></td>')
+    cite = citation(row)
+    number_ = footnotes.setdefault(cite, len(footnotes) + 1)
+    return (f'<td class="model" title="{html.escape(str(row.get("source", "")), quote=True)}">'
+            f'{model}<span class="badge r">reported</span>'
+            f'<sup><a href="#cite{number_}">[{number_}]</a></sup></td>')
+
+
+def table_html(rows: Sequence[Row], columns: Sequence[Column]) -> tuple[str, dict[str, int]]:
+    """The leaderboard table and the citations its reported rows refer to (text -> number)."""
+    names = cell_names(columns)
+    aggregate = set(names[len(columns):])
+    head = "".join(f"<th{AGG if name in aggregate else ''}>{html.escape(name)}</th>"
+                   for name in names)
+    footnotes: dict[str, int] = {}
+    body = []
+    for row in rows:
+        kind = "measured" if is_measured(row) else "reported"
+        cells = "".join(_td(row, name, name in aggregate) for name in names)
+        body.append(f'<tr class="{kind}">{_model_td(row, footnotes)}{cells}</tr>')
+    table = (f'<table id="leaderboard"><thead><tr><th class="model">Model</th>{head}</tr>'
+             f'</thead><tbody>{"".join(body)}</tbody></table>')
+    return table, footnotes
+
+
+def explanation_html(columns: Sequence[Column], rows: Sequence[Row]) -> str:
+    """What the columns and the intervals mean, and a warning if runs used different test sets."""
+    group_text = ", ".join(f"{html.escape(group)} ({len(positions)} columns)"
+                           for group, positions in groups(columns).items())
+    parts = [
+        f"<p>Scores are accuracies x100. The first {len(columns)} columns are the suite's "
+        f"sub-columns; then one unweighted average per task group ({group_text}) and "
+        f"<b>{OVERALL}</b>, the unweighted mean of all {len(columns)} sub-columns.</p>",
+        "<p><b>Measured</b> rows (blue badge) are runs of this harness. Each cell shows the "
+        "score, its 95% confidence interval in brackets and as a bar on a 0–100 scale (the "
+        "black tick is the score); hover for the number of samples n. The interval is a "
+        "bootstrap over source videos (shared by all columns of a run), never narrower than the "
+        "independent-samples normal interval. <b>Reported</b> rows (grey badge) are published "
+        "numbers, without intervals; their source is in the footnotes.</p>",
+    ]
+    testsets = {str(row.get("testset", "")) for row in rows if is_measured(row)}
+    if len(testsets) > 1:
+        parts.append("<p><b>Warning:</b> the measured rows come from "
+                     f"{len(testsets)} different test sets and are not directly comparable.</p>")
+    return "".join(parts)
+
+
+def write_html(path: str, rows: Sequence[Row], columns: Sequence[Column], title: str,
+               notes: Sequence[str] = ()) -> None:
+    """Write the leaderboard page: title, explanation, table, citations, notes and plots."""
+    table, footnotes = table_html(rows, columns)
+    cites = "".join(f'<li id="cite{n}">[{n}] {html.escape(text)}</li>'
+                    for text, n in sorted(footnotes.items(), key=lambda item: item[1]))
+    note_items = "".join(f"<li>{html.escape(note)}</li>" for note in notes)
+    plots = "".join(
+        f"<h2>{html.escape(name)}</h2><img alt=\"{html.escape(name, quote=True)}\" "
+        f'src="data:image/png;base64,{base64.b64encode(data).decode("ascii")}">'
+        for name, data in render_png(rows, columns))
+    page = (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+            f"<title>{html.escape(title)}</title><style>{STYLE}</style></head><body>"
+            f"<h1>{html.escape(title)}</h1>{explanation_html(columns, rows)}"
+            f"{table}"
+            + (f'<h2>Sources</h2><ul class="cites">{cites}</ul>' if cites else "")
+            + (f'<h2>Notes</h2><ul class="notes">{note_items}</ul>' if note_items else "")
+            + f"{plots}</body></html>\n")
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(page)
