@@ -163,6 +163,12 @@ class AnomalyGrounding:
         start = rng.randint(0, frames - length)
         return f"{start / fps:.1f}-{(start + length) / fps:.1f}"
 
+    def knobs(self, sample: Mapping[str, Any]) -> dict[str, Any]:
+        """Difficulty knobs (`viubench analyze`): the anomalous run's length in frames and its
+        perturbation family."""
+        draws = sample["draws"]
+        return {"segment_length": draws["length"], "family": draws["family"]}
+
 
 def _perturb(clip: Clip, draws: Mapping[str, Any], donors: DonorSource) -> list[FrameRef]:
     """The frames shown in place of the run [start, start + length)."""

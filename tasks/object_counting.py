@@ -167,6 +167,12 @@ class ObjectCounting:
         top = params["max_frames"] * params["max_per_frame"]
         return ",".join(str(rng.randint(1, top)) for _ in SHAPES)
 
+    def knobs(self, sample: Mapping[str, Any]) -> dict[str, Any]:
+        """Difficulty knobs (`viubench analyze`): shapes drawn in all, and the largest count of
+        one shape kind."""
+        counts = [spec["k"] * spec["j"] for spec in sample["draws"]["shapes"].values()]
+        return {"total_shapes": sum(counts), "max_count": max(counts)}
+
 
 def _named_count(text: str, shape: str, anchored: bool) -> int | None:
     """A count written next to the shape's name: `3 circles`, `circles: 3`, `three circles`."""

@@ -107,6 +107,11 @@ class TemporalJigsaw:
         rng.shuffle(labels)
         return "".join(map(str, labels))
 
+    def knobs(self, sample: Mapping[str, Any]) -> dict[str, Any]:
+        """Difficulty knobs (`viubench analyze`): number of clips, and the fraction trimmed at
+        both ends of each clip."""
+        return {"clips": sample["draws"]["clips"], "trim": sample["draws"]["trim"]}
+
 
 def _is_permutation(parsed: Parsed, truth: list[int]) -> bool:
     return parsed.ok and sorted(parsed.value) == sorted(truth)

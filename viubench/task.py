@@ -134,3 +134,5 @@ class Task(Protocol):
         """A uniformly random answer of the right form (the random-guess baseline). `timeline`
         is the sample's `frames` record (indices, sample_fps); it never reveals the answer."""
         ...
+
+    def knobs(self, sample: Mapping[str, Any]) -> dict[str, Any]: ...  # optional: difficulty knobs
