@@ -40,8 +40,9 @@ class GenerationSettings:
         return self.per_task.get(task, self.max_new_tokens)
 
     def as_json(self) -> dict[str, Any]:
-        return {"max_new_tokens": self.max_new_tokens, "per_task": dict(sorted(
-            self.per_task.items())), "temperature": 0.0}
+        # Sampling settings (temperature, ...) are the adapter's and live in its fingerprint.
+        return {"max_new_tokens": self.max_new_tokens,
+                "per_task": dict(sorted(self.per_task.items()))}
 
 
 @dataclass(frozen=True)
@@ -193,17 +194,19 @@ def _dispatch(adapter: Adapter, todo: Sequence[Request], options: RunOptions,
     concurrency = max(1, options.concurrency or adapter.default_concurrency)
     size = max(1, options.batch_size or adapter.default_batch_size)
     batches = deque(todo[i:i + size] for i in range(0, len(todo), size))
+    stop = threading.Event()   # set on abort: batches in flight stop retrying at once
     with ThreadPoolExecutor(concurrency, thread_name_prefix="viubench-ask") as pool:
         running: set[Future] = set()
         try:
             while batches or running:
                 while batches and len(running) < 2 * concurrency:
                     running.add(pool.submit(_answer, adapter, batches.popleft(), options.retry,
-                                            writer))
+                                            writer, stop))
                 finished, running = wait(running, return_when=FIRST_COMPLETED)
                 for future in finished:
                     future.result()   # re-raises AdapterAbort
         except AdapterAbort as abort:
+            stop.set()
             batches.clear()
             for future in running:
                 future.cancel()
@@ -211,13 +214,14 @@ def _dispatch(adapter: Adapter, todo: Sequence[Request], options: RunOptions,
 
 
 def _answer(adapter: Adapter, batch: Sequence[Request], policy: RetryPolicy,
-            writer: _Writer) -> None:
-    """Ask one batch, re-asking retryable failures until they succeed or the policy gives up."""
+            writer: _Writer, stop: threading.Event) -> None:
+    """Ask one batch, re-asking retryable failures until they succeed or the policy gives up
+    (or the run is stopping: then the unanswered rest is left for the next run)."""
     rng = random.Random()   # jitter only; it never touches results
     pending = list(batch)
     started = time.perf_counter()
     attempt = 0
-    while pending:
+    while pending and not stop.is_set():
         attempt += 1
         responses = _generate(adapter, pending)
         again, waits = [], []
@@ -228,7 +232,7 @@ def _answer(adapter: Adapter, batch: Sequence[Request], policy: RetryPolicy,
             else:
                 writer.write(request, response, attempt, time.perf_counter() - started)
         if again:
-            time.sleep(max(waits))
+            stop.wait(max(waits))
         pending = again
 
 

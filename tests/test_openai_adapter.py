@@ -1,0 +1,227 @@
+"""The OpenAI adapter against a real loopback chat-completions server, driven by the runner."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import time
+from email.utils import formatdate
+
+import pytest
+from chat_server import (ChatServer, answer, no_content, rate_limited, server_error, stall,
+                         unauthorized)
+
+from viubench.adapters import Request, create, data_url, parse_spec
+from viubench.model_adapters.openai_api import retry_after_seconds, subsample
+from viubench.retry import RetryPolicy
+from viubench.runner import PREDICTIONS, GenerationSettings, RunAborted, RunOptions, run_eval
+from viubench.testset import iter_samples
+
+FAST = RetryPolicy(max_attempts=4, base=0.01, cap=0.05)
+KEY = "sk-test-0123456789-never-stored"
+DATA_URL = "data:image/jpeg;base64,"
+
+
+def evaluate(server: ChatServer, testset: str, rundir: str, extra: str = "",
+             concurrency: int = 1, limit: int | None = None) -> tuple[dict, list[dict]]:
+    """One run_eval through a fresh adapter; the run's header and prediction records."""
+    spec = parse_spec(f"openai:test-model base_url={server.url} {extra}")
+    model = create(spec)
+    try:
+        run_eval(testset, spec, model, rundir, GenerationSettings(),
+                 RunOptions(concurrency=concurrency, limit=limit, retry=FAST))
+    finally:
+        model.close()
+        assert not model._thread.is_alive(), "close() must stop the adapter's loop thread"
+    return read_records(rundir)
+
+
+def read_records(rundir: str) -> tuple[dict, list[dict]]:
+    with open(os.path.join(rundir, PREDICTIONS), encoding="utf-8") as handle:
+        records = [json.loads(line) for line in handle]
+    assert records[0]["record"] == "header"
+    return records[0], [r for r in records if r["record"] == "prediction"]
+
+
+def sent_images(body: dict) -> list[bytes]:
+    """The JPEG bytes of every image part of a request body, in order."""
+    found = []
+    for part in body["messages"][0]["content"]:
+        if part["type"] == "image_url":
+            url = part["image_url"]["url"]
+            assert url.startswith(DATA_URL)
+            found.append(base64.b64decode(url[len(DATA_URL):], validate=True))
+    return found
+
+
+def expected_images(testset: str, sample: dict) -> list[bytes]:
+    paths = [path for part in sample["prompt"] if part["type"] == "video"
+             for path in part["frames"]]
+    paths += [part["image"] for part in sample["prompt"] if part["type"] == "image"]
+    result = []
+    for path in paths:
+        with open(os.path.join(testset, path), "rb") as handle:
+            result.append(handle.read())
+    return result
+
+
+@pytest.fixture(autouse=True)
+def no_ambient_openai_env(monkeypatch):
+    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_CUSTOM_HEADERS"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_every_frame_arrives_as_the_test_sets_jpeg_bytes(viubench_testset, tmp_path):
+    samples = list(iter_samples(viubench_testset))
+    with ChatServer(answer=lambda body: "42") as server:
+        _, predictions = evaluate(server, viubench_testset, str(tmp_path), f"api_key={KEY}",
+                                  concurrency=4)
+    assert len(predictions) == len(samples) == len(server.received) == 36
+    assert all(r["text"] == "42" and r["error"] is None and r["attempts"] == 1
+               for r in predictions)
+    assert all(r["info"]["video_input"] == "frames" for r in predictions)
+    # Requests arrive in any order; each sample's frames must match exactly one request.
+    expected = sorted(tuple(expected_images(viubench_testset, s)) for s in samples)
+    received = sorted(tuple(sent_images(r.body)) for r in server.received)
+    assert received == expected
+    for seen in server.received:
+        assert seen.path == "/v1/chat/completions"
+        assert seen.headers["authorization"] == f"Bearer {KEY}"
+        assert seen.body["model"] == "test-model" and seen.body["temperature"] == 0
+        texts = [p["text"] for p in seen.body["messages"][0]["content"] if p["type"] == "text"]
+        assert any(t.startswith("(video, ") and " frames at " in t for t in texts)
+
+
+def test_rate_limit_server_error_and_timeout_are_retried_until_an_answer(viubench_testset,
+                                                                         tmp_path):
+    with ChatServer() as server:
+        server.push(rate_limited(0.3), server_error(503), stall(3.0), answer("7"))
+        _, (record,) = evaluate(server, viubench_testset, str(tmp_path), "timeout=0.5",
+                                limit=1)
+    assert record["text"] == "7" and record["error"] is None
+    assert record["attempts"] == 4
+    assert [r.status for r in server.received] == [429, 503, 200, 200]
+    waited = server.received[1].arrived - server.received[0].arrived
+    assert waited >= 0.3, f"Retry-After 0.3 s not honoured: retried after {waited:.3f} s"
+
+
+def test_failures_are_recorded_as_errors_with_a_kind_never_as_text(viubench_testset, tmp_path):
+    with ChatServer() as server:
+        server.push(*[server_error()] * 4, server_error(400), no_content(),
+                    *[rate_limited(0.01)] * 4)
+        _, (first, second, third, fourth) = evaluate(server, viubench_testset,
+                                                     str(tmp_path), limit=4)
+    assert (first["kind"], first["attempts"], first["text"]) == ("transient", 4, None)
+    assert "500" in first["error"]
+    assert (second["kind"], second["attempts"], second["text"]) == ("fatal", 1, None)
+    assert "400" in second["error"]
+    assert (third["kind"], third["attempts"], third["text"]) == ("fatal", 1, None)
+    assert "no text" in third["error"]
+    assert (fourth["kind"], fourth["attempts"], fourth["text"]) == ("rate_limit", 4, None)
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_rejected_key_aborts_the_run_and_records_nothing(viubench_testset, tmp_path, status):
+    with ChatServer() as server:
+        server.push(*[unauthorized(status)] * 8)   # whatever reaches the server is refused
+        with pytest.raises(RunAborted) as aborted:
+            evaluate(server, viubench_testset, str(tmp_path), f"api_key={KEY}", limit=3)
+    message = str(aborted.value)
+    assert server.url in message and "rejected the API key" in message
+    assert KEY not in message
+    _, predictions = read_records(str(tmp_path))
+    assert predictions == []
+
+
+@pytest.mark.parametrize("via", ["environment", "option"])
+def test_api_key_is_sent_but_never_written(viubench_testset, tmp_path, monkeypatch, via):
+    extra = f"api_key={KEY}" if via == "option" else ""
+    if via == "environment":
+        monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    with ChatServer() as server:
+        server.push(server_error(), server_error(400))   # error messages are stored too
+        header, _ = evaluate(server, viubench_testset, str(tmp_path), extra, limit=3)
+    assert {r.headers["authorization"] for r in server.received} == {f"Bearer {KEY}"}
+    with open(os.path.join(str(tmp_path), PREDICTIONS), encoding="utf-8") as handle:
+        assert KEY not in handle.read()
+    assert header["adapter"]["fingerprint"]["base_url"] == server.url
+    if via == "option":
+        assert "api_key=<redacted>" in header["adapter"]["spec"]
+
+
+def test_concurrent_requests_really_overlap(viubench_testset, tmp_path):
+    with ChatServer(delay=0.25) as server:
+        started = time.monotonic()
+        _, predictions = evaluate(server, viubench_testset, str(tmp_path), concurrency=8,
+                                  limit=16)
+        elapsed = time.monotonic() - started
+    assert len(predictions) == 16 and all(r["text"] == "42" for r in predictions)
+    assert server.max_in_flight >= 4
+    assert elapsed < 16 * 0.25 / 2, f"16 requests of 0.25 s at concurrency 8 took {elapsed:.2f}"
+
+
+def test_max_frames_and_detail_shape_what_is_sent(viubench_testset, tmp_path):
+    with ChatServer() as server:
+        header, (record,) = evaluate(server, viubench_testset, str(tmp_path),
+                                     "max_frames=5 detail=low", limit=1)
+    (body,) = [r.body for r in server.received]
+    images = [p for p in body["messages"][0]["content"] if p["type"] == "image_url"]
+    assert 0 < len(images) <= 5 * 8   # at most 5 per video part
+    assert all(p["image_url"]["detail"] == "low" for p in images)
+    assert record["info"]["frames_sent"] == len(images)
+    assert header["adapter"]["fingerprint"]["max_frames"] == 5
+
+
+def test_request_body_is_the_json_the_parts_describe(viubench_testset):
+    sample = next(iter(iter_samples(viubench_testset)))
+    frames = [os.path.join(viubench_testset, p) for p in sample["prompt"][0]["frames"][:3]]
+    question = 'Say "\u00e9t\u00e9"\n'   # quotes, non-ASCII, newline: must survive as JSON
+    parts = ({"type": "text", "text": question}, {"type": "image", "image": frames[0]},
+             {"type": "video", "fps": 8.0, "frames": frames})
+    model = create(parse_spec("openai:m base_url=http://127.0.0.1:9/v1 detail=high"))
+    try:
+        body, sent = model.body(Request("x", "t", "v", parts, 5))
+    finally:
+        model.close()
+    images = [{"type": "image_url", "image_url": {"url": data_url(f), "detail": "high"}}
+              for f in frames]
+    content = [{"type": "text", "text": question}, images[0],
+               {"type": "text", "text": "(video, 3 frames at 8 fps)"}, *images]
+    assert json.loads(body) == {"model": "m", "temperature": 0.0, "max_completion_tokens": 5,
+                                "messages": [{"role": "user", "content": content}]}
+    assert sent == 4
+
+
+def test_subsample_spreads_frames_evenly_and_keeps_the_ends():
+    frames = [f"f{i}" for i in range(48)]
+    assert subsample(frames, None) == frames and subsample(frames, 64) == frames
+    picked = subsample(frames, 4)
+    assert picked == ["f0", "f16", "f31", "f47"]
+    assert subsample(frames, 1) == ["f24"]
+
+
+def test_retry_after_accepts_seconds_milliseconds_and_http_dates():
+    assert retry_after_seconds({"retry-after": "2"}) == 2.0
+    assert retry_after_seconds({"retry-after-ms": "250", "retry-after": "9"}) == 0.25
+    later = retry_after_seconds({"retry-after": formatdate(time.time() + 30, usegmt=True)})
+    assert later is not None and 25 <= later <= 31
+    assert retry_after_seconds({"retry-after": "soon"}) is None
+    assert retry_after_seconds({}) is None and retry_after_seconds(None) is None
+
+
+def test_missing_key_for_the_official_endpoint_is_a_clear_error():
+    with pytest.raises(ValueError, match="OPENAI_API_KEY"):
+        create(parse_spec("openai:gpt-4o"))
+
+
+def test_chat_server_binds_loopback_and_stops_by_itself():
+    server = ChatServer(lifetime=0.3).start()
+    assert server.url.startswith("http://127.0.0.1:")
+    assert server._httpd.server_address[0] == "127.0.0.1"
+    deadline = time.monotonic() + 5
+    while not server.stopping.is_set() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.stopping.is_set()
+    server._thread.join(5)
+    assert not server._thread.is_alive()
