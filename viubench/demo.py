@@ -42,9 +42,29 @@ def run_demo(out: str, workers: int) -> int:
     print("example sample:", json.dumps(shown))
     if not checked.ok:
         return 1
-    for name, model in DEMO_MODELS.items():
-        evaluate_baseline(testset, model, os.path.join(out, "runs", name))
+    rundirs = [os.path.join(out, "runs", name) for name in DEMO_MODELS]
+    for rundir, model in zip(rundirs, DEMO_MODELS.values()):
+        evaluate_baseline(testset, model, rundir)
+    publish_demo(out, rundirs, list(DEMO_MODELS))
     return 0
+
+
+def publish_demo(out: str, rundirs: list[str], labels: list[str]) -> None:
+    """Leaderboard (beside the paper's rows) and analyses of the demo runs, files to open."""
+    from .analysis import analyze
+    from .html_report import write_html, write_pngs
+    from .leaderboard import build_leaderboard, markdown_table, write_csv
+    from .publish import reported_rows
+
+    columns, rows = build_leaderboard(rundirs, labels)
+    rows += reported_rows(None, "viubench")
+    stem = os.path.join(out, "leaderboard")
+    write_csv(stem + ".csv", rows, columns)
+    write_html(stem + ".html", rows, columns, "viubench demo: baselines on the bundled clips")
+    written = [stem + ".csv", stem + ".html", *write_pngs(stem, rows, columns)]
+    written += analyze(rundirs, os.path.join(out, "analysis"), labels)
+    print("\n" + markdown_table(rows[:len(rundirs)], columns))
+    print("open these:\n  " + "\n  ".join(written))
 
 
 DEMO_MODELS = {"random": "random", "blind-constant": "blind:constant text=1,1,1"}
