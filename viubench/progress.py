@@ -1,24 +1,25 @@
-"""Console progress for builds: a tqdm bar plus one line per skipped video or sample."""
+"""Console progress: tqdm bars on stderr for builds (videos) and evals (requests)."""
 
 from __future__ import annotations
 
 import sys
+from typing import Any, Mapping
 
 from tqdm import tqdm
 
 from .build import VideoResult
 
 
-class VideoProgress:
-    """A `BuildObserver` that draws a progress bar on stderr."""
+class _Bar:
+    """A bar opened by `start` and closed when the `with` block ends."""
+
+    verb, unit, done_words = "", "", ""
 
     def __init__(self, label: str) -> None:
         self.label = label
         self.bar: tqdm | None = None
-        self.samples = 0
-        self.skipped = 0
 
-    def __enter__(self) -> "VideoProgress":
+    def __enter__(self) -> "_Bar":
         return self
 
     def __exit__(self, *exc) -> None:
@@ -27,10 +28,26 @@ class VideoProgress:
 
     def start(self, total: int, already_done: int) -> None:
         if already_done:
-            tqdm.write(f"resuming {self.label}: {already_done} videos already done",
+            tqdm.write(f"resuming {self.label}: {already_done} {self.done_words}",
                        file=sys.stderr)
-        self.bar = tqdm(total=total, desc=f"building {self.label}", unit="video",
-                        dynamic_ncols=True)
+        self.bar = tqdm(total=total, desc=f"{self.verb} {self.label}", unit=self.unit,
+                        dynamic_ncols=True, smoothing=0.1)
+
+    def advance(self, **postfix: Any) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix(**postfix, refresh=False)
+            self.bar.update()
+
+
+class VideoProgress(_Bar):
+    """A `BuildObserver`: one step per video, one line per skipped video or sample."""
+
+    verb, unit, done_words = "building", "video", "videos already done"
+
+    def __init__(self, label: str) -> None:
+        super().__init__(label)
+        self.samples = 0
+        self.skipped = 0
 
     def update(self, result: VideoResult) -> None:
         self.samples += len(result.samples)
@@ -40,41 +57,24 @@ class VideoProgress:
         for skip in result.sample_skips:
             tqdm.write(f"no {skip['sample']} sample from {result.path}: {skip['reason']}",
                        file=sys.stderr)
-        if self.bar is not None:
-            self.bar.set_postfix(samples=self.samples, skipped=self.skipped, refresh=False)
-            self.bar.update()
+        self.advance(samples=self.samples, skipped=self.skipped)
 
 
-class RunProgress:
-    """A `RunObserver` bar: answers per second, and errors / parse-free counts as they come."""
+class RunProgress(_Bar):
+    """A `RunObserver`: answers per second, errors by kind, the first few errors in full."""
+
+    verb, unit, done_words = "asking", "req", "samples already answered"
 
     def __init__(self, label: str) -> None:
-        self.label = label
-        self.bar: tqdm | None = None
+        super().__init__(label)
         self.errors = 0
         self.kinds: dict[str, int] = {}
 
-    def __enter__(self) -> "RunProgress":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-    def start(self, total: int, already_done: int) -> None:
-        if already_done:
-            tqdm.write(f"resuming {self.label}: {already_done} samples already answered",
-                       file=sys.stderr)
-        self.bar = tqdm(total=total, desc=f"asking {self.label}", unit="req",
-                        dynamic_ncols=True, smoothing=0.1)
-
-    def update(self, record) -> None:
+    def update(self, record: Mapping[str, Any]) -> None:
         if record["error"] is not None:
             self.errors += 1
             self.kinds[record["kind"]] = self.kinds.get(record["kind"], 0) + 1
             if self.errors <= 5:
                 tqdm.write(f"error on {record['id']} ({record['kind']}): {record['error']}",
                            file=sys.stderr)
-        if self.bar is not None:
-            self.bar.set_postfix(errors=self.errors, **self.kinds, refresh=False)
-            self.bar.update()
+        self.advance(errors=self.errors, **self.kinds)
