@@ -58,8 +58,9 @@ def _sign_flip_p_values(slots: np.ndarray, deltas: np.ndarray, columns: Sequence
     observed = np.abs(shares @ deltas)
     rng = np.random.default_rng(seed + 1)
     extreme = np.zeros(len(observed))
-    for start in range(0, FLIPS, 1000):
-        signs = rng.choice([-1.0, 1.0], size=(min(1000, FLIPS - start), deltas.size))
+    chunk = max(1, 4_000_000 // max(deltas.size, 1))   # bounded memory: ~32 MB of signs
+    for start in range(0, FLIPS, chunk):
+        signs = rng.choice([-1.0, 1.0], size=(min(chunk, FLIPS - start), deltas.size))
         extreme += (np.abs((signs * deltas) @ shares.T) >= observed - 1e-12).sum(axis=0)
     return [float((1 + e) / (1 + FLIPS)) for e in extreme]
 

@@ -11,11 +11,11 @@ appended; the last record of a sample is the one that counts).
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import threading
 import time
-from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping, Protocol, Sequence
@@ -155,9 +155,12 @@ def run_eval(testset: str, spec: AdapterSpec, adapter: Adapter, rundir: str,
         truncate_lines(path, 0)
     done = {i for i, r in latest(predictions).items()
             if r["error"] is None or not options.retry_errors}
-    todo = [r for r in requests_of(testset, generation, options.limit) if r.id not in done]
+    # Requests are streamed from samples.jsonl, never all held: a 100k-sample set has 100k
+    # prompts of 48 frame paths each. The first pass only counts what is left to ask.
+    todo = (r for r in requests_of(testset, generation, options.limit) if r.id not in done)
     if observer:
-        observer.start(len(todo), len(done))
+        remaining = sum(i not in done for i in _scope_ids(testset, options.limit))
+        observer.start(remaining, len(done))
     with open(path, "a", encoding="utf-8") as handle:
         if old_header is None:
             append_jsonl(handle, header)
@@ -188,26 +191,41 @@ class _Writer:
                 self.observer.update(record)
 
 
-def _dispatch(adapter: Adapter, todo: Sequence[Request], options: RunOptions,
+def _scope_ids(testset: str, limit: int | None) -> Iterator[str]:
+    return itertools.islice((record["id"] for record in iter_samples(testset)), limit)
+
+
+def _batches(requests: Iterator[Request], size: int) -> Iterator[list[Request]]:
+    while batch := list(itertools.islice(requests, size)):
+        yield batch
+
+
+def _dispatch(adapter: Adapter, todo: Iterator[Request], options: RunOptions,
               writer: _Writer) -> None:
     """Batches to `concurrency` threads, at most 2 x concurrency batches queued at a time."""
     concurrency = max(1, options.concurrency or adapter.default_concurrency)
     size = max(1, options.batch_size or adapter.default_batch_size)
-    batches = deque(todo[i:i + size] for i in range(0, len(todo), size))
+    batches = _batches(todo, size)
     stop = threading.Event()   # set on abort: batches in flight stop retrying at once
     with ThreadPoolExecutor(concurrency, thread_name_prefix="viubench-ask") as pool:
         running: set[Future] = set()
+        exhausted = False
         try:
-            while batches or running:
-                while batches and len(running) < 2 * concurrency:
-                    running.add(pool.submit(_answer, adapter, batches.popleft(), options.retry,
-                                            writer, stop))
+            while not exhausted or running:
+                while not exhausted and len(running) < 2 * concurrency:
+                    batch = next(batches, None)
+                    if batch is None:
+                        exhausted = True
+                        break
+                    running.add(pool.submit(_answer, adapter, batch, options.retry, writer,
+                                            stop))
+                if not running:
+                    break
                 finished, running = wait(running, return_when=FIRST_COMPLETED)
                 for future in finished:
                     future.result()   # re-raises AdapterAbort
         except AdapterAbort as abort:
             stop.set()
-            batches.clear()
             for future in running:
                 future.cancel()
             raise RunAborted(str(abort)) from abort
