@@ -55,7 +55,14 @@ def runs(viubench_testset, tmp_path_factory):
                     str(root / "constant"), "constant text=2,1,3")
     half = _run(viubench_testset, Oracle(viubench_testset, lambda s: s["video"]["width"] > 300),
                 str(root / "half"))
-    return {"constant": constant, "half": half}
+    # A tiny random Qwen2-VL through the transformers adapter, on the first 9 samples only.
+    from tiny_models import save_qwen2_vl
+
+    spec = parse_spec(f"hf:{save_qwen2_vl(str(root / 'qwen2-vl'))} max_frames=2")
+    tiny = str(root / "tiny")
+    run_eval(viubench_testset, spec, create(spec), tiny, GenerationSettings(max_new_tokens=6),
+             RunOptions(limit=9))
+    return {"constant": constant, "half": half, "tiny": tiny}
 
 
 def test_layout_is_the_papers_column_order():
@@ -86,6 +93,22 @@ def test_cells_match_hand_computation(viubench_testset, runs):
     assert half["Overall"] == pytest.approx(50.0) and half["Overall n"] == 36
     # Whole videos right or wrong: the video bootstrap must see that, not 36 coin flips.
     assert half["Overall ci_high"] - half["Overall ci_low"] > 60
+
+
+def test_a_tiny_model_run_sits_beside_the_baselines(runs):
+    columns, rows = build_leaderboard([runs["tiny"], runs["constant"]], ["tiny", "constant"])
+    tiny, constant = rows
+    with open(os.path.join(runs["tiny"], "scores.jsonl")) as handle:
+        scores = [json.loads(line) for line in handle]
+    assert len(scores) == 9 and tiny["Overall n"] == 9 and constant["Overall n"] == 36
+    for column in columns:
+        mine = [s["score"] for s in scores if f"{s['task']}:{s['variant']}" == column.key]
+        assert tiny[f"{column.name} n"] == len(mine)
+        if mine:
+            assert tiny[column.name] == pytest.approx(100 * np.mean(mine))
+            assert tiny[f"{column.name} ci_low"] <= tiny[column.name]
+    measured = [n for n in SUBCOLUMNS if tiny[f"{n} n"]]
+    assert tiny["Overall"] == pytest.approx(np.mean([tiny[n] for n in measured]))
 
 
 def _simulated_run(rng, videos, per_video, columns, effect):
