@@ -170,3 +170,21 @@ def test_reported_table_is_the_papers():
     for row in rows.values():   # Overall is the mean of the nine sub-columns (paper rounding)
         assert float(row["Overall"]) == pytest.approx(
             np.mean([float(row[n]) for n in SUBCOLUMNS]), abs=0.11)
+
+
+def test_commands_write_leaderboard_files_and_print_comparisons(runs, tmp_path):
+    from helpers import viubench
+
+    out = str(tmp_path / "boards" / "mine.csv")
+    done = viubench("leaderboard", runs["constant"], runs["half"], "--label", "constant",
+                    "--label", "half", "--out", out)
+    assert done.returncode == 0, done.stderr
+    with open(out) as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["model"] for r in rows[:2]] == ["constant", "half"] and len(rows) == 16
+    for suffix in (".md", ".html", "-columns.png", "-overall.png"):
+        assert os.path.getsize(out[:-4] + suffix) > 500
+    compared = viubench("compare", runs["constant"], runs["half"])
+    assert compared.returncode == 0 and "Overall" in compared.stdout
+    analysed = viubench("analyze", runs["constant"], runs["half"], "--out", str(tmp_path / "a"))
+    assert analysed.returncode == 0 and "knobs.png" in analysed.stdout
