@@ -188,3 +188,13 @@ def test_commands_write_leaderboard_files_and_print_comparisons(runs, tmp_path):
     assert compared.returncode == 0 and "Overall" in compared.stdout
     analysed = viubench("analyze", runs["constant"], runs["half"], "--out", str(tmp_path / "a"))
     assert analysed.returncode == 0 and "knobs.png" in analysed.stdout
+
+
+def test_columns_a_run_did_not_answer_are_empty_not_zero(viubench_testset, tmp_path):
+    partial = str(tmp_path / "partial")
+    run_eval(viubench_testset, parse_spec("random"), create(parse_spec("random")), partial,
+             GenerationSettings(), RunOptions(limit=1))
+    _, (row,) = build_leaderboard([partial])
+    filled = [name for name in SUBCOLUMNS if row[name] != ""]
+    assert len(filled) == 1 and row[f"{filled[0]} n"] == 1
+    assert row["Overall"] == "" and row["Overall ci_low"] == ""

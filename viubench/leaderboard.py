@@ -152,11 +152,14 @@ def cell_estimates(run: RunScores, columns: Sequence[Column], seed: int = 0) -> 
     n = counts.sum(axis=0)
     means = np.divide(sums.sum(axis=0), n, out=np.full(len(columns), np.nan), where=n > 0)
     names, weights = composite_weights(columns)
-    boot = _bootstrap(sums, counts, seed) @ weights.T           # [resamples, cells]
+    columns_boot = _bootstrap(sums, counts, seed)
+    columns_boot[:, n == 0] = 0.0   # empty columns: their cells are reported empty anyway
+    boot = columns_boot @ weights.T                             # [resamples, cells]
     normal = _normal_halfwidths(run, means, n, weights)
     estimates = []
     for cell, (name, weighting) in enumerate(zip(names, weights)):
-        value = float(weighting @ means)
+        used = weighting > 0
+        value = float(weighting[used] @ means[used])   # NaN if any column it uses is empty
         low, high = np.nanpercentile(boot[:, cell], [2.5, 97.5]) if boot.size else (value, value)
         estimates.append(Estimate(name, value, min(float(low), value - normal[cell]),
                                   max(float(high), value + normal[cell]),
@@ -169,6 +172,10 @@ def run_row(run: RunScores, columns: Sequence[Column], seed: int = 0) -> dict[st
     row: dict[str, Any] = {"model": run.label, "source": "measured", "run": run.rundir,
                            "testset": run.testset_hash}
     for cell in cell_estimates(run, columns, seed):
+        if np.isnan(cell.value):   # a column the run has no samples in (an average over it too)
+            row.update({cell.name: "", f"{cell.name} n": cell.n, f"{cell.name} ci_low": "",
+                        f"{cell.name} ci_high": ""})
+            continue
         low, high = cell.low, cell.high
         if high - low <= 0:   # every outcome identical: the bootstrap says nothing
             low, high = wilson_interval(cell.value, cell.n)
