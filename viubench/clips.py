@@ -43,11 +43,11 @@ def read_clips(root: str, rel_path: str, protocols: Iterable[FrameProtocol], dec
     slot = {index: position for position, index in enumerate(wanted)}
     return {p: Clip(rel_path, video_hash, info, idx, frames[[slot[i] for i in idx]],
                     p.sample_fps(info), backend)
-            for p in protocols for idx in [p.indices(info.frame_count)]}
+            for p in protocols for idx in [p.indices(info.frame_count, info.fps)]}
 
 
 def _decode_union(info: VideoInfo, protocols: list[FrameProtocol], frame_size: tuple[int, int],
                   backend: str) -> tuple[np.ndarray, list[int]]:
     """Decode the union of all protocols' indices in one pass; (frames, sorted indices)."""
-    wanted = sorted({i for p in protocols for i in p.indices(info.frame_count)})
+    wanted = sorted({i for p in protocols for i in p.indices(info.frame_count, info.fps)})
     return decode(info, wanted, frame_size, backend), wanted

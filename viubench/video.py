@@ -45,17 +45,32 @@ class VideoInfo:
 
 @dataclass(frozen=True)
 class FrameProtocol:
-    """Uniform sampling of `num_frames` frames from a central window of the video (SPEC §1)."""
+    """Which frames of a video a task sees (SPEC §1), in one of two modes.
+
+    Uniform (the default, `rate == 0`): `num_frames` frames spread evenly over the central
+    `window` of the video. Rate (`rate > 0`, used by MVP): one frame every 1/`rate` seconds of
+    the window; a window too short to give `min_frames` that way is sampled faster (evenly, so
+    exactly `min_frames`), and a window longer than `num_frames` samples keeps its central
+    `num_frames` samples. The sampled timeline's rate is `sample_fps`; every index is recorded.
+    """
 
     num_frames: int = 48
     window: tuple[float, float] = (0.05, 0.95)
     max_area: int = 256 * 256
     min_area: int = 128 * 128
+    rate: float = 0.0        # rate mode: frames per second of video (0: uniform mode)
+    min_frames: int = 0      # rate mode: the fewest frames sampled (short videos go faster)
 
-    def indices(self, frame_count: int) -> list[int]:
-        """Frame indices for a video of `frame_count` frames; VideoError if it is too short."""
+    def indices(self, frame_count: int, fps: float = 0.0) -> list[int]:
+        """Frame indices for a video of `frame_count` frames (rate mode also needs its `fps`);
+        VideoError if it is too short."""
         first = math.floor(self.window[0] * frame_count)
         last = math.floor(self.window[1] * frame_count)
+        if self.rate > 0:
+            step = self._rate_step(last - first, fps)
+            count = min(self.num_frames, math.floor((last - first) / step))
+            start = first + math.floor((last - first - count * step) / 2)
+            return [start + math.floor(i * step) for i in range(count)]
         step = (last - first) // self.num_frames
         if step < 1:
             raise VideoError(
@@ -64,12 +79,32 @@ class FrameProtocol:
             )
         return [first + i * step for i in range(self.num_frames)]
 
+    def _rate_step(self, span: int, fps: float) -> float:
+        """Source frames between two samples in rate mode (a float; indices are floored)."""
+        if fps <= 0:
+            raise VideoError("unknown frame rate: cannot sample at a fixed rate")
+        step = fps / self.rate
+        needed = max(self.min_frames, 1)
+        if span / step < needed:
+            step = span / needed
+        if step < 1:
+            raise VideoError(
+                f"too short: the central {self.window_percent}% holds {max(span, 0)}"
+                f" frames, fewer than the {needed} needed"
+            )
+        return step
+
     @property
     def window_percent(self) -> int:
         return round((self.window[1] - self.window[0]) * 100)
 
     def sample_fps(self, info: VideoInfo) -> float:
-        """Frames per second of the sampled timeline: num_frames over the whole duration."""
+        """Frames per second of the sampled timeline: num_frames over the whole duration
+        (uniform mode), or the video's fps over the step between samples (rate mode)."""
+        if self.rate > 0:
+            span = math.floor(self.window[1] * info.frame_count) - math.floor(
+                self.window[0] * info.frame_count)
+            return info.fps / self._rate_step(span, info.fps)
         return self.num_frames / info.duration
 
     def size(self, width: int, height: int) -> tuple[int, int]:
