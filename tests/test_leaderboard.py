@@ -198,3 +198,13 @@ def test_columns_a_run_did_not_answer_are_empty_not_zero(viubench_testset, tmp_p
     filled = [name for name in SUBCOLUMNS if row[name] != ""]
     assert len(filled) == 1 and row[f"{filled[0]} n"] == 1
     assert row["Overall"] == "" and row["Overall ci_low"] == ""
+
+
+def test_mvp_columns_follow_and_stay_out_of_overall():
+    from viubench.leaderboard import composite_weights
+
+    columns = layout(load_tasks(), "viubench,mvp")
+    assert [c.name for c in columns] == SUBCOLUMNS + ["MVP Easy", "MVP Hard"]
+    names, weights = composite_weights(columns)
+    assert names[-5:] == ["Counting", "Grounding", "Jigsaw", "MVP", "Overall"]
+    assert weights[-1].tolist() == [1 / 9] * 9 + [0.0, 0.0]

@@ -25,7 +25,7 @@ def _scores(rundir: str) -> dict[str, tuple[str, str, float]]:
             for row in iter_scores(rundir)}
 
 
-def compare_runs(run_a: str, run_b: str, suite: str = "viubench",
+def compare_runs(run_a: str, run_b: str, suite: str = "viubench,mvp",
                  seed: int = 0) -> list[dict[str, Any]]:
     """One row per leaderboard cell: difference B - A (x100), CI, p-value, n."""
     hash_a, hash_b = run_header(run_a)["testset"]["hash"], run_header(run_b)["testset"]["hash"]

@@ -57,7 +57,7 @@ def publish_demo(out: str, rundirs: list[str], labels: list[str]) -> None:
     from .publish import reported_rows
 
     columns, rows = build_leaderboard(rundirs, labels)
-    rows += reported_rows(None, "viubench")
+    rows += reported_rows(None, "viubench")   # the paper's rows (no MVP columns)
     stem = os.path.join(out, "leaderboard")
     write_csv(stem + ".csv", rows, columns)
     write_html(stem + ".html", rows, columns, "viubench demo: baselines on the bundled clips")

@@ -32,6 +32,7 @@ class Column:
     key: str      # "task:variant"
     group: str    # "Counting"
     label: str    # "Easy"
+    in_overall: bool = True   # Overall averages the columns of the first suite only
 
     @property
     def name(self) -> str:
@@ -39,18 +40,21 @@ class Column:
 
 
 def layout(tasks: Mapping[str, Task], suite: str = "viubench") -> list[Column]:
-    """The suite's columns, grouped by task, groups in the tasks' declared order."""
-    items = suites(tasks).get(suite)
-    if not items:
-        raise ValueError(f"unknown suite {suite!r}")
+    """The columns of one suite or of several ("viubench,mvp"), grouped by task, groups in the
+    tasks' declared order; Overall averages the first suite's columns (VIUBench's nine)."""
+    available = suites(tasks)
     columns = []
-    for task_name, variant in items:
-        declared = getattr(tasks[task_name], "columns", None)
-        group = declared.group if declared else task_name
-        label = declared.labels.get(variant, variant) if declared else variant
-        rank = declared.rank if declared else 99
-        columns.append((rank, Column(f"{task_name}:{variant}", group, label)))
-    return [column for _, column in sorted(columns, key=lambda item: item[0])]
+    for number, name in enumerate(suite.split(",")):
+        if name not in available:
+            raise ValueError(f"unknown suite {name!r}; suites: {', '.join(sorted(available))}")
+        for task_name, variant in available[name]:
+            declared = getattr(tasks[task_name], "columns", None)
+            group = declared.group if declared else task_name
+            label = declared.labels.get(variant, variant) if declared else variant
+            rank = declared.rank if declared else 99
+            columns.append((number, rank, Column(f"{task_name}:{variant}", group, label,
+                                                 in_overall=number == 0)))
+    return [column for *_, column in sorted(columns, key=lambda item: item[:2])]
 
 
 def groups(columns: Sequence[Column]) -> dict[str, list[int]]:
@@ -132,7 +136,8 @@ def composite_weights(columns: Sequence[Column]) -> tuple[list[str], np.ndarray]
         names.append(group)
         rows.append(np.isin(np.arange(len(columns)), positions) / len(positions))
     names.append(OVERALL)
-    rows.append(np.full(len(columns), 1.0 / len(columns)))
+    counted = np.array([column.in_overall for column in columns], dtype=float)
+    rows.append(counted / counted.sum())
     return names, np.array(rows)
 
 
@@ -238,7 +243,7 @@ def read_csv(path: str) -> list[dict[str, Any]]:
 
 
 def build_leaderboard(rundirs: Sequence[str], labels: Sequence[str] = (),
-                      suite: str = "viubench") -> tuple[list[Column], list[dict[str, Any]]]:
+                      suite: str = "viubench,mvp") -> tuple[list[Column], list[dict[str, Any]]]:
     """Columns and one measured row per run (runs must share a test set to be compared)."""
     tasks = load_tasks()
     columns = layout(tasks, suite)

@@ -17,7 +17,8 @@ def add_parsers(commands: Any) -> None:
                                                     " .md, .html and .png are written beside it")
     board.add_argument("--label", action="append", default=[],
                        help="row name for each RUNDIR in order (default: the model spec)")
-    board.add_argument("--suite", default="viubench")
+    board.add_argument("--suite", default="viubench,mvp",
+                       help="suites whose columns to show; Overall averages the first one's")
     board.add_argument("--reported", default=None,
                        help="CSV of published rows to show beside yours (default: the paper's"
                             " table for the suite when this checkout has it; 'none' to omit)")
@@ -26,7 +27,7 @@ def add_parsers(commands: Any) -> None:
     compare = commands.add_parser("compare", help="paired difference of two runs with CIs")
     compare.add_argument("run_a", metavar="RUN_A")
     compare.add_argument("run_b", metavar="RUN_B")
-    compare.add_argument("--suite", default="viubench")
+    compare.add_argument("--suite", default="viubench,mvp")
 
     analyze = commands.add_parser("analyze", help="difficulty analyses and a shortcut audit")
     analyze.add_argument("rundirs", nargs="+", metavar="RUNDIR")
@@ -39,7 +40,7 @@ def reported_rows(option: str | None, suite: str) -> list[dict[str, Any]]:
 
     if option == "none":
         return []
-    path = option or os.path.join(REPO_LEADERBOARDS, f"{suite}_reported.csv")
+    path = option or os.path.join(REPO_LEADERBOARDS, f"{suite.split(',')[0]}_reported.csv")
     if option is None and not os.path.exists(path):
         return []
     return read_csv(path)
@@ -63,7 +64,8 @@ def leaderboard_command(args: argparse.Namespace) -> int:
 def _write_html(stem: str, rows: list[dict[str, Any]], columns, args) -> list[str]:
     from .html_report import write_html, write_pngs
 
-    write_html(stem + ".html", rows, columns, args.title or f"{args.suite} leaderboard")
+    title = args.title or f"{args.suite.split(',')[0]} leaderboard"
+    write_html(stem + ".html", rows, columns, title)
     return [stem + ".html", *write_pngs(stem, rows, columns)]
 
 
