@@ -22,7 +22,7 @@ import numpy as np
 from viubench.scoring import interval_iou
 from viubench.task import (Clip, Columns, DonorSource, FrameRef, Parsed, Rendered, TaskSkip,
                            TextPart, Variant, VideoPart)
-from viubench.video import FrameProtocol, VideoError
+from viubench.video import FrameProtocol
 
 from . import perturbations as pt
 from .parsing import NUMBER, pick, region
@@ -69,16 +69,8 @@ def _derangement(rng: random.Random, n: int) -> list[int]:
 
 
 def _donor(rng: random.Random, clip: Clip, donors: DonorSource) -> dict[str, str]:
-    others = [path for path in donors.candidates if path != clip.video_path]
-    rng.shuffle(others)
-    for path in others:
-        try:
-            donor = donors.load(path, clip.size)
-        except VideoError:
-            continue  # an unreadable or too short video is simply not a donor
-        if donor.video_hash != clip.video_hash:
-            return {"path": path, "hash": donor.video_hash}
-    raise TaskSkip("swap needs a second, different readable video in the build")
+    path, donor = donors.pick(rng, clip, "swap")
+    return {"path": path, "hash": donor.video_hash}
 
 
 class AnomalyGrounding:

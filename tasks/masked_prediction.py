@@ -41,7 +41,7 @@ from PIL import Image
 from viubench.scoring import footrule_score
 from viubench.task import (Clip, Columns, DonorSource, FrameRef, ImagePart, Parsed, Part,
                            Rendered, TaskSkip, TextPart, Variant, VideoPart)
-from viubench.video import FrameProtocol, VideoError
+from viubench.video import FrameProtocol
 
 from .parsing import AFTER_INT, BEFORE_INT, pick, region
 
@@ -347,16 +347,7 @@ def _chains(sim: np.ndarray, kappa: float, wanted: int) -> dict[int, list[int]]:
 
 def _donor(rng: random.Random, clip: Clip, donors: DonorSource) -> Clip:
     """Another readable video of the build, resized to this clip's frame size."""
-    others = [path for path in donors.candidates if path != clip.video_path]
-    rng.shuffle(others)
-    for path in others:
-        try:
-            donor = donors.load(path, clip.size)
-        except VideoError:
-            continue
-        if donor.video_hash != clip.video_hash:
-            return donor
-    raise TaskSkip("other-video distractors need a second, different readable video")
+    return donors.pick(rng, clip, "other-video distractors")[1]
 
 
 def _reload_donor(clip: Clip, draws: Mapping[str, Any], donors: DonorSource) -> Clip:

@@ -106,6 +106,22 @@ class DonorSource:
     load: Callable[[str, tuple[int, int]], Clip]   # (relative path, frame size) -> Clip; may
                                                    # raise VideoError
 
+    def pick(self, rng: random.Random, clip: Clip, purpose: str) -> tuple[str, Clip]:
+        """A random other readable video with different content, at this clip's frame size;
+        TaskSkip (saying `purpose` needs one) if the build has none."""
+        from .video import VideoError
+
+        others = [path for path in self.candidates if path != clip.video_path]
+        rng.shuffle(others)
+        for path in others:
+            try:
+                donor = self.load(path, clip.size)
+            except VideoError:
+                continue  # an unreadable or too short video is simply not a donor
+            if donor.video_hash != clip.video_hash:
+                return path, donor
+        raise TaskSkip(f"{purpose} needs a second, different readable video in the build")
+
 
 class Task(Protocol):
     """What every task file provides (see tasks/*.py)."""
