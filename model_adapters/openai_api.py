@@ -17,7 +17,6 @@ max_frames (at most this many frames per video part, spread evenly), temperature
 from __future__ import annotations
 
 import asyncio
-import base64
 import email.utils
 import json
 import os
@@ -27,7 +26,7 @@ from collections import OrderedDict
 from typing import Any, Mapping, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
-from viubench.adapters import AdapterAbort, Request, Response, adapter, failed
+from viubench.adapters import AdapterAbort, Request, Response, adapter, data_url, failed
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 PLACEHOLDER_KEY = "EMPTY"       # what local servers (vLLM, SGLang) accept when they check none
@@ -67,9 +66,7 @@ class ImageParts:
         return encoded
 
     def _encode(self, path: str) -> bytes:
-        with open(path, "rb") as handle:
-            url = "data:image/jpeg;base64," + base64.b64encode(handle.read()).decode("ascii")
-        image = {"url": url, **({"detail": self.detail} if self.detail else {})}
+        image = {"url": data_url(path), **({"detail": self.detail} if self.detail else {})}
         return _json({"type": "image_url", "image_url": image})
 
 

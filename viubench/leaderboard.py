@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
@@ -273,9 +272,3 @@ def _cell(row: Mapping[str, Any], name: str) -> str:
         text += f" [{float(low):.1f}, {float(high):.1f}]"
     return text
 
-
-def testset_groups(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[str]]:
-    found: dict[str, list[str]] = defaultdict(list)
-    for row in rows:
-        found[row.get("testset", "")].append(row["model"])
-    return found
