@@ -41,9 +41,17 @@ def read_clips(root: str, rel_path: str, protocols: Iterable[FrameProtocol], dec
         frames, wanted = _decode_union(info, protocols, frame_size, backend)
     video_hash = file_hash(path)
     slot = {index: position for position, index in enumerate(wanted)}
-    return {p: Clip(rel_path, video_hash, info, idx, frames[[slot[i] for i in idx]],
+    return {p: Clip(rel_path, video_hash, info, idx, _pick(frames, idx, wanted, slot),
                     p.sample_fps(info), backend)
             for p in protocols for idx in [p.indices(info.frame_count, info.fps)]}
+
+
+def _pick(frames: np.ndarray, indices: list[int], wanted: list[int],
+          slot: dict[int, int]) -> np.ndarray:
+    """The rows of `frames` (decoded at `wanted`) for `indices`; no copy when they are all."""
+    if list(indices) == wanted:
+        return frames
+    return frames[[slot[i] for i in indices]]
 
 
 def _decode_union(info: VideoInfo, protocols: list[FrameProtocol], frame_size: tuple[int, int],
