@@ -11,7 +11,8 @@ coroutine on that loop. The SDK's own retries are off: the runner owns the retry
 Options (strings): base_url and api_key (default: OPENAI_BASE_URL, OPENAI_API_KEY; a local
 server with no key gets "EMPTY"), timeout (s, 120), concurrency (16), detail (image detail),
 max_frames (at most this many frames per video part, spread evenly), temperature (0), cache_mb
-(256, the encoded-frame cache). The key is never stored: describe() names model and endpoint.
+(256, the encoded-frame cache), token_field (max_completion_tokens, or max_tokens for servers
+that only know the older name). The key is never stored: describe() names model and endpoint.
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ DEFAULT_BASE_URL = "https://api.openai.com/v1"
 PLACEHOLDER_KEY = "EMPTY"       # what local servers (vLLM, SGLang) accept when they check none
 RETRYABLE_STATUS = (408, 409)   # request timeout, conflict: worth asking again, like 5xx
 CLOSE_TIMEOUT = 10.0
+# The request field that caps the answer's length: OpenAI's current name, and the older one
+# that some compatible servers still require (and that reasoning models on OpenAI refuse).
+TOKEN_FIELDS = ("max_completion_tokens", "max_tokens")
 
 
 class ImageParts:
@@ -141,7 +145,8 @@ class OpenAIAdapter:
     def __init__(self, target: str, base_url: str | None = None, api_key: str | None = None,
                  timeout: str | float = 120, concurrency: str | int = 16,
                  detail: str | None = None, max_frames: str | int | None = None,
-                 temperature: str | float = 0, cache_mb: str | int = 256) -> None:
+                 temperature: str | float = 0, cache_mb: str | int = 256,
+                 token_field: str = "max_completion_tokens") -> None:
         import openai   # heavy imports, only when this adapter is used
         from openai.types.chat import ChatCompletion
 
@@ -162,6 +167,10 @@ class OpenAIAdapter:
         if self.max_frames is not None and self.max_frames < 1:
             raise ValueError("openai adapter: max_frames must be at least 1")
         self.temperature = _number(temperature, "temperature")
+        if token_field not in TOKEN_FIELDS:
+            raise ValueError(f"openai adapter: token_field must be one of"
+                             f" {', '.join(TOKEN_FIELDS)}, not {token_field!r}")
+        self.token_field = token_field
         self._images = ImageParts(_number(cache_mb, "cache_mb", int) * 2 ** 20, self.detail)
         self._openai, self._completion_type = openai, ChatCompletion
         self._loop = asyncio.new_event_loop()
@@ -183,7 +192,8 @@ class OpenAIAdapter:
         """What answers depend on: model, endpoint and how media is sent. Never the key."""
         return {"adapter": "openai", "model": self.model, "base_url": public_url(self.base_url),
                 "temperature": self.temperature, "detail": self.detail,
-                "max_frames": self.max_frames, "video_input": "frames"}
+                "max_frames": self.max_frames, "video_input": "frames",
+                "token_field": self.token_field}
 
     def generate(self, requests: Sequence[Request]) -> list[Response]:
         """Ask every request at once on the adapter's loop; one Response each, in order."""
@@ -213,7 +223,7 @@ class OpenAIAdapter:
             else:
                 raise ValueError(f"unknown message part type {part['type']!r}")
         fields = {"model": self.model, "temperature": self.temperature,
-                  "max_completion_tokens": request.max_new_tokens}
+                  self.token_field: request.max_new_tokens}
         return chat_body(fields, content), sent
 
     async def _ask(self, body: bytes, frames: int) -> Response:
@@ -251,6 +261,9 @@ class OpenAIAdapter:
             return failed("rate_limit", message, retry_after=wait, **info)
         if status is not None and (status >= 500 or status in RETRYABLE_STATUS):
             return failed("transient", message, **info)
+        if status == 400 and self.token_field in message:
+            other = next(field for field in TOKEN_FIELDS if field != self.token_field)
+            message += f" (this server may want token_field={other}: add it to the model spec)"
         return failed("fatal", message, **info)
 
     def _scrub(self, text: str) -> str:

@@ -79,8 +79,10 @@ class ChatServer:
     """Scriptable OpenAI chat-completions server on 127.0.0.1 (see the module docstring)."""
 
     def __init__(self, answer: Callable[[dict[str, Any]], str] = lambda body: "42",
-                 delay: float = 0.0, lifetime: float = 120.0, keep_bodies: bool = True) -> None:
+                 delay: float = 0.0, lifetime: float = 120.0, keep_bodies: bool = True,
+                 unknown_fields: frozenset[str] = frozenset()) -> None:
         self.answer, self.delay, self.lifetime = answer, delay, lifetime
+        self.unknown_fields = unknown_fields  # request fields it refuses, as older servers do
         self.keep_bodies = keep_bodies    # False: big request bodies are parsed, not kept
         self.received: list[Received] = []
         self.in_flight = 0
@@ -180,6 +182,12 @@ class _Handler(BaseHTTPRequestHandler):
             if self.path != CHAT_PATH or body is None:
                 seen.status = 404 if self.path != CHAT_PATH else 400
                 self._send(seen.status, _error("not found or not JSON", "invalid_request"))
+                return
+            refused = sorted(owner.unknown_fields & set(body))
+            if refused:
+                seen.status = 400
+                self._send(400, _error(f"Unrecognized request argument supplied: {refused[0]}",
+                                       "invalid_request_error"))
                 return
             delay = owner.delay if reply.delay is None else reply.delay
             if delay > 0 and owner.stopping.wait(delay):

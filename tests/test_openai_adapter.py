@@ -173,6 +173,27 @@ def test_max_frames_and_detail_shape_what_is_sent(viubench_testset, tmp_path):
     assert header["adapter"]["fingerprint"]["max_frames"] == 5
 
 
+def test_token_field_reaches_servers_that_only_know_max_tokens(viubench_testset, tmp_path):
+    legacy = frozenset({"max_completion_tokens"})
+    with ChatServer(unknown_fields=legacy) as server:
+        _, (refused,) = evaluate(server, viubench_testset, str(tmp_path / "default"), limit=1)
+        header, (answered,) = evaluate(server, viubench_testset, str(tmp_path / "legacy"),
+                                       "token_field=max_tokens", limit=1)
+    assert (refused["kind"], refused["attempts"], refused["text"]) == ("fatal", 1, None)
+    assert "max_completion_tokens" in refused["error"]
+    assert "token_field=max_tokens" in refused["error"]   # the message says what to do
+    assert answered["text"] == "42" and answered["error"] is None
+    bodies = [r.body for r in server.received]
+    assert bodies[0]["max_completion_tokens"] == bodies[1]["max_tokens"] > 0
+    assert "max_completion_tokens" not in bodies[1]
+    assert header["adapter"]["fingerprint"]["token_field"] == "max_tokens"
+
+
+def test_unknown_token_field_is_refused_when_the_adapter_is_made():
+    with pytest.raises(ValueError, match="token_field"):
+        create(parse_spec("openai:m base_url=http://127.0.0.1:9/v1 token_field=max_length"))
+
+
 def test_request_body_is_the_json_the_parts_describe(viubench_testset):
     sample = next(iter(iter_samples(viubench_testset)))
     frames = [os.path.join(viubench_testset, p) for p in sample["prompt"][0]["frames"][:3]]
