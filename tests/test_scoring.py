@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
 import pytest
 
 from viubench.retry import RetryPolicy
-from viubench.scoring import (cluster_bootstrap_ci, normal_interval, score_interval,
-                              wilson_interval)
+from viubench.scoring import (BOOTSTRAP_CHUNK, cluster_bootstrap_ci, normal_interval,
+                              score_interval, video_bootstrap, wilson_interval)
 
 
 def test_wilson_interval_matches_the_closed_form():
@@ -33,6 +34,34 @@ def test_cluster_bootstrap_sees_videos_that_move_together():
     assert clustered[1] - clustered[0] > 2.5 * (independent[1] - independent[0])
     assert cluster_bootstrap_ci(values, clusters) == clustered   # seeded: deterministic
     assert score_interval(values, clusters) == pytest.approx(clustered)
+
+
+def test_video_bootstrap_draws_whole_videos_with_replacement():
+    # 4 videos; column 0 everywhere (video means 0, 1/3, 2/3, 1), column 1 only in video 3.
+    sums = np.array([[0.0, 0.0], [1.0, 0.0], [2.0, 0.0], [3.0, 2.0]])
+    counts = np.array([[3, 0], [3, 0], [3, 0], [3, 2]])
+    means = video_bootstrap(sums, counts, resamples=4000, seed=3)
+    assert means.shape == (4000, 2)
+    assert np.array_equal(means, video_bootstrap(sums, counts, resamples=4000, seed=3),
+                          equal_nan=True)
+    # every replicate mean is a mean of 4 video means drawn from {0, 1/3, 2/3, 1}
+    assert np.allclose(np.round(means[:, 0] * 12), means[:, 0] * 12)
+    assert means[:, 0].mean() == pytest.approx(0.5, abs=0.01)
+    assert means[:, 0].var() == pytest.approx((5 / 36) / 4, rel=0.1)   # var of video means / 4
+    # column 1: NaN exactly when video 3 was not drawn, P = (3/4)^4
+    missing = np.isnan(means[:, 1]).mean()
+    assert missing == pytest.approx(0.75 ** 4, abs=0.03)
+    assert np.all(means[~np.isnan(means[:, 1]), 1] == 1.0)
+
+
+def test_video_bootstrap_gives_the_same_draws_in_chunks(monkeypatch):
+    sums = np.arange(30.0).reshape(30, 1)
+    counts = np.full((30, 1), 2)
+    whole = video_bootstrap(sums, counts, resamples=64)
+    monkeypatch.setattr("viubench.scoring.BOOTSTRAP_CHUNK", 30 * 8)   # 8 replicates a chunk
+    chunked = video_bootstrap(sums, counts, resamples=64)
+    assert BOOTSTRAP_CHUNK > 30 * 8
+    assert np.array_equal(chunked, whole)   # the memory bound never changes the answer
 
 
 def test_identical_outcomes_get_the_wilson_interval():

@@ -27,13 +27,13 @@ import numpy as np
 
 from .leaderboard import iter_scores, run_header
 from .registry import load_tasks
-from .scoring import normal_interval, score_interval, wilson_interval
+from .scoring import normal_interval, score_interval, video_bootstrap, wilson_interval
 from .testset import iter_samples, load_build
 
 KNOB_LEVELS, QUANTILE_BINS = 10, 4
 CHANCE_DRAWS, CHANCE_BUDGET, SHRINK = 50, 40_000, 4
 NON_VISUAL, REFERENCE = ("blind", "constant"), ("random",)
-EXACT_CLUSTERS, RESAMPLES = 5000, 2000
+EXACT_CLUSTERS = 5000
 Groups = Mapping[Hashable, tuple[list[float], list[str]]]
 
 
@@ -165,23 +165,14 @@ def _shared_intervals(groups: Groups, seed: int = 0) -> dict[Hashable, tuple[flo
     videos with replacement), widened to the normal interval, Wilson when all outcomes agree."""
     keys = list(groups)
     index = {v: i for i, v in enumerate(sorted({v for _, vs in groups.values() for v in vs}))}
-    width = len(index)
-    both = np.zeros((width, 2 * len(keys)))    # per video: score sums, then sample counts
+    sums, counts = np.zeros((len(index), len(keys))), np.zeros((len(index), len(keys)))
     for column, key in enumerate(keys):
         values, videos = groups[key]
         where = np.fromiter((index[v] for v in videos), dtype=np.int64, count=len(videos))
-        both[:, column] = np.bincount(where, weights=values, minlength=width)
-        both[:, len(keys) + column] = np.bincount(where, minlength=width)
-    rng, step = np.random.default_rng(seed), max(8, min(256, 4_000_000 // width))
-    means = []
-    for start in range(0, RESAMPLES, step):
-        size = min(step, RESAMPLES - start)
-        picks = rng.integers(0, width, size=(size, width)) + width * np.arange(size)[:, None]
-        weights = np.bincount(picks.ravel(), minlength=size * width).reshape(size, width)
-        totals = weights.astype(float) @ both
-        with np.errstate(invalid="ignore", divide="ignore"):
-            means.append(totals[:, :len(keys)] / totals[:, len(keys):])
-    lows, highs = np.nanpercentile(np.concatenate(means), [2.5, 97.5], axis=0)
+        sums[:, column] = np.bincount(where, weights=values, minlength=len(index))
+        counts[:, column] = np.bincount(where, minlength=len(index))
+    means = video_bootstrap(sums, counts, seed=seed)
+    lows, highs = np.nanpercentile(means, [2.5, 97.5], axis=0)
     return {key: _widen(lows[column], highs[column], groups[key][0])
             for column, key in enumerate(keys)}
 

@@ -19,11 +19,10 @@ import numpy as np
 from .registry import load_tasks, suites
 from .results import RESULTS, SCORES, score_run
 from .runner import PREDICTIONS, read_run
-from .scoring import wilson_interval
+from .scoring import video_bootstrap, wilson_interval
 from .task import Task
 
 OVERALL = "Overall"
-RESAMPLES = 2000
 
 
 @dataclass(frozen=True)
@@ -192,13 +191,9 @@ def run_row(run: RunScores, columns: Sequence[Column], seed: int = 0) -> dict[st
 
 def _bootstrap(sums: np.ndarray, counts: np.ndarray, seed: int) -> np.ndarray:
     """[resamples, columns] column means over videos resampled with replacement."""
-    videos = sums.shape[0]
-    if videos < 2:
+    if sums.shape[0] < 2:
         return np.empty((0, sums.shape[1]))
-    rng = np.random.default_rng(seed)
-    weights = rng.multinomial(videos, np.full(videos, 1.0 / videos), size=RESAMPLES)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return (weights @ sums) / (weights @ counts)
+    return video_bootstrap(sums, counts, seed=seed)
 
 
 def _normal_halfwidths(run: RunScores, means: np.ndarray, n: np.ndarray,

@@ -1,8 +1,14 @@
-"""Metrics shared by tasks: interval IoU, exact match, footrule-based order score."""
+"""Metrics shared by tasks (interval IoU, footrule-based order score) and the confidence
+intervals every report uses (the video bootstrap, normal and Wilson intervals)."""
 
 from __future__ import annotations
 
 from typing import Sequence
+
+import numpy as np
+
+RESAMPLES = 2000
+BOOTSTRAP_CHUNK = 4_000_000   # resample weights held at once (videos x replicates)
 
 
 def interval_iou(pred: tuple[float, float], true: tuple[float, float]) -> float:
@@ -27,32 +33,47 @@ def footrule_score(pred: Sequence[int], true: Sequence[int]) -> float:
     return 1.0 - displacement / (n * n // 2)
 
 
+def video_bootstrap(sums: np.ndarray, counts: np.ndarray, resamples: int = RESAMPLES,
+                    seed: int = 0) -> np.ndarray:
+    """[resamples, columns] column means over videos drawn with replacement.
+
+    `sums` and `counts` are [videos, columns]: each video's score sum and sample count per
+    column. Each replicate draws as many videos as there are, uniformly with replacement, and
+    takes every column's mean over the drawn videos' samples (a ratio estimator; NaN where a
+    replicate drew no sample of a column). Deterministic for a seed; memory is bounded by
+    drawing at most BOOTSTRAP_CHUNK video picks at a time.
+    """
+    videos, columns = sums.shape
+    both = np.concatenate([sums, counts], axis=1).astype(float)
+    rng = np.random.default_rng(seed)
+    step = max(8, min(256, BOOTSTRAP_CHUNK // max(videos, 1)))
+    means = []
+    for start in range(0, resamples, step):
+        size = min(step, resamples - start)
+        picks = rng.integers(0, videos, size=(size, videos)) + videos * np.arange(size)[:, None]
+        weights = np.bincount(picks.ravel(), minlength=size * videos).reshape(size, videos)
+        totals = weights.astype(float) @ both
+        with np.errstate(invalid="ignore", divide="ignore"):
+            means.append(totals[:, :columns] / totals[:, columns:])
+    return np.concatenate(means) if means else np.empty((0, columns))
+
+
 def cluster_bootstrap_ci(values: Sequence[float], clusters: Sequence[str], level: float = 0.95,
-                         resamples: int = 2000, seed: int = 0) -> tuple[float, float]:
+                         resamples: int = RESAMPLES, seed: int = 0) -> tuple[float, float]:
     """Percentile bootstrap CI of a mean, resampling whole clusters (source videos).
 
     Samples cut from one video are not independent (one hard video drags all its samples
-    down), so the unit resampled is the video: each replicate draws k videos with replacement
-    and takes the mean over all their samples (a ratio estimator). With a single cluster the
+    down), so the unit resampled is the video (`video_bootstrap`). With a single cluster the
     spread between videos is unknown and the samples themselves are resampled instead.
-    Deterministic for a given seed.
     """
-    import numpy as np
-
     scores = np.asarray(values, dtype=float)
     if scores.size == 0:
         return (float("nan"), float("nan"))
     labels = list(clusters) if len(set(clusters)) > 1 else [str(i) for i in range(scores.size)]
     _, inverse = np.unique(np.asarray(labels), return_inverse=True)
-    sums = np.bincount(inverse, weights=scores)
-    counts = np.bincount(inverse).astype(float)
-    k = sums.size
-    rng = np.random.default_rng(seed)
-    estimates = []
-    for chunk in range(0, resamples, 256):   # bounded memory: 256 x k weights at a time
-        weights = rng.multinomial(k, np.full(k, 1.0 / k), size=min(256, resamples - chunk))
-        estimates.append((weights @ sums) / (weights @ counts))
-    means = np.concatenate(estimates)
+    sums = np.bincount(inverse, weights=scores)[:, None]
+    counts = np.bincount(inverse)[:, None]
+    means = video_bootstrap(sums, counts, resamples, seed)[:, 0]
     tail = (1 - level) / 2 * 100
     low, high = np.percentile(means, [tail, 100 - tail])
     return float(low), float(high)
