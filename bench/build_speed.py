@@ -19,7 +19,7 @@ all 50 of 50 distinct videos and over the 5 of them with the largest frames, and
 and, from a traced run, the peak of Python + numpy allocations. Flat: the 50-video peak RSS
 within 1.2x of the peak of its 5 heaviest videos (a build holds a few videos at once, decoding
 two ahead, rendering one, writing one, so its peak is set by its heaviest videos, and the first
-5 alone can understate it).
+5 alone can understate it; their ratio is printed too, unjudged).
 """
 
 from __future__ import annotations
@@ -153,6 +153,22 @@ def write_media(files: list[tuple[str, bytes]], scratch: str) -> float:
         shutil.rmtree(out, ignore_errors=True)
 
 
+def filesystem_type(path: str) -> str:
+    """The file system type of the mount holding `path` (from /proc/mounts), or "unknown"."""
+    path, best, kind = os.path.realpath(path), "", "unknown"
+    try:
+        with open("/proc/mounts", encoding="utf-8") as mounts:
+            for line in mounts:
+                fields = line.split()
+                point = fields[1]
+                inside = path == point or path.startswith(point.rstrip("/") + "/")
+                if inside and len(point) > len(best):
+                    best, kind = point, fields[2]
+    except OSError:
+        pass
+    return kind
+
+
 def decodable(videos: str) -> tuple[list[str], dict[str, str]]:
     """Paths of the videos a build would decode, and their codecs."""
     paths, codecs = [], {}
@@ -253,7 +269,8 @@ def print_breakdown(run: tuple, workers: int) -> None:
     print(f"    decode  {decode_s:7.3f} s  {100 * decode_s / whole:5.1f}%"
           "   probe + decode (decord or PyAV, as recorded) + scaling to rgb + file hash")
     print(f"    render  {render_s:7.3f} s  {100 * render_s / whole:5.1f}%"
-          "   task draw/render + JPEG encode + media writes + JSON")
+          "   task draw/render (donor decodes included) + queueing frames + JSON;"
+          " JPEG encode + writes run in two writer threads, overlapped")
     if other_s is not None:
         print(f"    other   {other_s:7.3f} s  {100 * other_s / whole:5.1f}%"
               "   discover, build.json/videos.jsonl writes")
@@ -262,13 +279,16 @@ def print_breakdown(run: tuple, workers: int) -> None:
 def part1(videos: str, workers: int, repeat: int, decoder: str,
           scratches: dict[str, str]) -> None:
     spec = viubench_spec(videos, decoder)
-    paths, codecs = decodable(videos)
-    decoders = decode_baselines(codecs)
-    print(f"Part 1: build vs decode-only on {len(paths)} videos in {videos}")
+    print(f"Part 1: build vs decode-only on the videos in {videos}")
     print(f"  suite viubench: {len(spec.selection)} task variants, per_video=1, seed=0,"
           f" workers={workers}, --decoder {decoder},")
     print(f"  median of {repeat} interleaved rounds (after one warm-up); builds write to "
-          + ", ".join(f"{where} ({folder})" for where, folder in scratches.items()))
+          + ", ".join(f"{where} ({folder}, {filesystem_type(folder)})"
+                      for where, folder in scratches.items()))
+    if "RAM" not in scratches:
+        print("  (no writable RAM folder: the target is judged on the disk build)")
+    paths, codecs = decodable(videos)
+    decoders = decode_baselines(codecs)
 
     first = next(iter(scratches))
     media_files, identical = warm_up(spec, workers, scratches[first], paths, decoders)
@@ -276,19 +296,20 @@ def part1(videos: str, workers: int, repeat: int, decoder: str,
                                                 paths, decoders)
     totals = {name: statistics.median(sum(times[p][r] for p in paths) for r in range(repeat))
               for name, times in decodes.items()}
-    build_s = {where: statistics.median(run[0] for run in runs) for where, runs in builds.items()}
+    build_s = {where: median_run(runs)[0] for where, runs in builds.items()}
     print_per_video(videos, paths, decodes, median_run(builds[first]))
 
     fastest = min(totals, key=totals.get)
     summary = median_run(builds[first])[1]
     print(f"\n  build (viubench suite, {summary['samples']} samples from"
-          f" {summary['videos']['ok']} videos):")
+          f" {summary['videos']['ok']} videos; the median run of each):")
     for where, runs in builds.items():
         print(f"    writing to {where:5s} {build_s[where]:.3f} s"
               f"  [rounds: {', '.join(f'{run[0]:.3f}' for run in runs)}]")
+    print(f"  decode only (in brackets: build writing to {first} / this):")
     for name in decoders:
         mark = "  <- fastest" if name == fastest else ""
-        print(f"  decode only {name:34s} {totals[name]:.3f} s"
+        print(f"    {name:34s} {totals[name]:.3f} s"
               f"  ({build_s[first] / totals[name]:.2f}x){mark}")
     print(f"  (c) pixels identical to the build's frames: {'yes' if identical else 'NO'}")
     megabytes = sum(len(data) for _, data in media_files) / 2**20
@@ -305,7 +326,8 @@ def part1(videos: str, workers: int, repeat: int, decoder: str,
     for where in list(scratches)[1:]:
         extra = statistics.median(files[where]) - statistics.median(files[first])
         print(f"  build writing to {where} / fastest decode = {build_s[where] / totals[fastest]:.2f}x"
-              f"  (this file system adds {extra:.3f} s to create the same files)")
+              f"   (not judged: the build is {build_s[where] - build_s[first]:.3f} s slower there;"
+              f" creating the same files alone takes {extra:.3f} s longer, partly overlapped)")
     print_breakdown(median_run(builds[first]), workers)
 
 
@@ -369,18 +391,19 @@ def peak_rss_of_build(videos: str, limit: int, workers: int, decoder: str = "pya
 
 
 def heaviest_videos(folder: str, count: int, into: str) -> str:
-    """A folder of symlinks to the `count` videos of `folder` with the largest decoded frames.
+    """A folder of symlinks to the `count` videos of `folder` with the most source pixels per
+    frame (decoder memory), ties broken by output frame size (the frames a build holds).
 
-    A build holds at most a few videos' frames at once (decode-ahead, render, write), so its
-    peak is set by its heaviest videos, not by how many it builds. Comparing 50 videos with
-    the 5 heaviest of them isolates the effect of the count.
+    A build holds a few videos at once (decode-ahead, render, write), so its peak is set by
+    its heaviest videos, not by how many it builds. Comparing 50 videos with the 5 heaviest of
+    them isolates the effect of the count.
     """
-    def frame_pixels(rel: str) -> int:
+    def weight(rel: str) -> tuple[int, int]:
         info = probe(os.path.join(folder, rel))
         width, height = PROTOCOL.size(info.width, info.height)
-        return width * height
+        return info.width * info.height, width * height
 
-    chosen = sorted(discover(folder), key=frame_pixels, reverse=True)[:count]
+    chosen = sorted(discover(folder), key=weight, reverse=True)[:count]
     os.makedirs(into, exist_ok=True)
     for rel in chosen:
         os.symlink(os.path.join(folder, rel), os.path.join(into, os.path.basename(rel)))
@@ -409,7 +432,10 @@ def part2(workers: int, decoder: str) -> None:
               " itself holds; the rest of RSS is decoder and allocator memory)")
     many, few = peaks[f"all {_videos.COUNT}"], peaks["the 5 heaviest"]
     ratio = many / few
-    print(f"\n  PEAK RSS {_videos.COUNT} videos / their 5 heaviest = {many:.1f} / {few:.1f}"
+    print(f"\n  peak RSS {_videos.COUNT} videos / first 5 = {many / peaks['first 5']:.2f}x"
+          " (not judged: the first 5 need not hold the heaviest videos; 10, 25 and 50 show"
+          " whether the peak keeps rising with the count)")
+    print(f"  PEAK RSS {_videos.COUNT} videos / their 5 heaviest = {many:.1f} / {few:.1f}"
           f" = {ratio:.2f}x   flat if <= {FLAT_RATIO}x"
           f"   {'FLAT' if ratio <= FLAT_RATIO else 'GROWS'}")
 
