@@ -325,7 +325,8 @@ def part1(videos: str, workers: int, repeat: int, decoder: str,
           f"   {'PASS' if ratio <= TARGET_RATIO else 'FAIL'}")
     for where in list(scratches)[1:]:
         extra = statistics.median(files[where]) - statistics.median(files[first])
-        print(f"  build writing to {where} / fastest decode = {build_s[where] / totals[fastest]:.2f}x"
+        ratio = build_s[where] / totals[fastest]
+        print(f"  build writing to {where} / fastest decode = {ratio:.2f}x"
               f"   (not judged: the build is {build_s[where] - build_s[first]:.3f} s slower there;"
               f" creating the same files alone takes {extra:.3f} s longer, partly overlapped)")
     print_breakdown(median_run(builds[first]), workers)

@@ -6,6 +6,12 @@
   the way the generator draws the true one (length uniform over 8..16 frames, then a start
   uniform over where it fits on the 48-frame timeline). Each sample's draw is seeded by
   (seed, sample id), so a resumed or re-ordered run gives the same answers.
+* `whole [seed=N]`: grounding answers the whole sampled span, from the first to the last sampled
+  frame (`Task.whole_answer`; it reproduces the VideoSSR paper's grounding "random guess" row);
+  other tasks answer like `random`.
+* `prior`: the best fixed answer of each variant under the generator's own distribution,
+  computed exactly by the task (`Task.prior_answer`), never from the test set's answers: what a
+  blind model that learned the answer distribution would score.
 * `constant text=...`: the same text for every sample (a shortcut probe: e.g. `1,1,1`).
 * `blind:<spec>`: asks the adapter `<spec>` with every image and video part removed, so the
   model sees only the words. Items a blind model solves above chance leak their answer.
@@ -21,12 +27,13 @@ from viubench.registry import load_tasks
 from viubench.sample import derive_rng
 
 
-@adapter("random")
-class RandomAdapter:
-    """Uniformly random answers of the right form (seeded per sample)."""
+class _TaskAnswers:
+    """A baseline whose answer for each sample comes from the sample's task, never from the
+    test set's answers."""
 
     default_concurrency = 1
     default_batch_size = 256
+    name = ""
 
     def __init__(self, target: str = "", seed: str = "0", task_module: str = "") -> None:
         self.seed = int(seed)
@@ -37,17 +44,63 @@ class RandomAdapter:
 
     def _one(self, request: Request) -> Response:
         task = self.tasks.get(request.task)
-        if task is None or not hasattr(task, "random_answer"):
-            return failed("fatal", f"task {request.task!r} offers no random answer")
+        if task is None:
+            return failed("fatal", f"unknown task {request.task!r}")
+        text = self.answer(task, request)
+        if text is None:
+            return failed("fatal", f"task {request.task!r} offers no {self.name} answer")
+        return Response(text=text)
+
+    def answer(self, task: Any, request: Request) -> str | None:
+        raise NotImplementedError
+
+    def random(self, task: Any, request: Request) -> str | None:
+        """The task's random answer, seeded by (seed, sample id)."""
+        if not hasattr(task, "random_answer"):
+            return None
         rng = derive_rng(self.seed, "random-baseline", request.id)
-        return Response(text=task.random_answer(rng, request.variant, request.timeline))
+        return task.random_answer(rng, request.variant, request.timeline)
 
     def describe(self) -> dict[str, Any]:
-        return {"adapter": "random", "seed": self.seed,
+        return {"adapter": self.name, "seed": self.seed,
                 "tasks": {name: task.version for name, task in sorted(self.tasks.items())}}
 
     def close(self) -> None:
         pass
+
+
+@adapter("random")
+class RandomAdapter(_TaskAnswers):
+    """Uniformly random answers of the right form (seeded per sample)."""
+
+    name = "random"
+
+    def answer(self, task: Any, request: Request) -> str | None:
+        return self.random(task, request)
+
+
+@adapter("whole")
+class WholeAdapter(_TaskAnswers):
+    """Grounding: the whole sampled span (first to last sampled frame); other tasks: random."""
+
+    name = "whole"
+
+    def answer(self, task: Any, request: Request) -> str | None:
+        if hasattr(task, "whole_answer"):
+            return task.whole_answer(request.variant, request.timeline)
+        return self.random(task, request)
+
+
+@adapter("prior")
+class PriorAdapter(_TaskAnswers):
+    """The answer with the highest expected score under the generator's own distribution."""
+
+    name = "prior"
+
+    def answer(self, task: Any, request: Request) -> str | None:
+        if not hasattr(task, "prior_answer"):
+            return None
+        return task.prior_answer(request.variant, request.timeline)
 
 
 @adapter("constant")

@@ -78,11 +78,14 @@ def _json(value: Any) -> bytes:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
-def chat_body(fields: Mapping[str, Any], content: Sequence[bytes]) -> bytes:
-    """JSON bytes of `{**fields, "messages": [{"role": "user", "content": [...]}]}` where
-    `content` holds the parts already encoded: joining bytes beats re-encoding 0.5 MB."""
+def chat_body(fields: Mapping[str, Any], content: Sequence[bytes],
+              system: Sequence[Mapping[str, Any]] = ()) -> bytes:
+    """JSON bytes of `{**fields, "messages": [*system, {"role": "user", "content": [...]}]}`
+    where `content` holds the parts already encoded: joining bytes beats re-encoding 0.5 MB."""
     head = _json(dict(fields))[:-1] + (b"," if fields else b"")
-    return head + b'"messages":[{"role":"user","content":[' + b",".join(content) + b"]}]}"
+    before = b"".join(_json(dict(message)) + b"," for message in system)
+    return (head + b'"messages":[' + before + b'{"role":"user","content":['
+            + b",".join(content) + b"]}]}")
 
 
 def subsample(frames: Sequence[str], limit: int | None) -> list[str]:
@@ -224,7 +227,7 @@ class OpenAIAdapter:
                 raise ValueError(f"unknown message part type {part['type']!r}")
         fields = {"model": self.model, "temperature": self.temperature,
                   self.token_field: request.max_new_tokens}
-        return chat_body(fields, content), sent
+        return chat_body(fields, content, request.system_messages()), sent
 
     async def _ask(self, body: bytes, frames: int) -> Response:
         info: dict[str, Any] = {"video_input": "frames", "frames_sent": frames}

@@ -259,7 +259,8 @@ class TransformersLocal:
     def prompt(self, request: Request) -> Prompt:
         """The request as one user turn; media are decoded here, in the order they appear."""
         content: list[dict[str, Any]] = []
-        prompt = Prompt([{"role": "user", "content": content}])
+        prompt = Prompt([*request.system_messages(as_parts=True),
+                         {"role": "user", "content": content}])
         for part in request.parts:
             kind = part["type"]
             if kind == "text":

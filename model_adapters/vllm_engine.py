@@ -282,7 +282,7 @@ class VLLMEngine:
                 self._add_video(part, content, media)
             else:
                 raise _Rejected(f"unknown prompt part type {part['type']!r}")
-        prompt: dict[str, Any] = {"prompt": self._render(content)}
+        prompt: dict[str, Any] = {"prompt": self._render(content, request)}
         if any(media.values()):
             prompt["multi_modal_data"] = {kind: items for kind, items in media.items() if items}
         return prompt, info
@@ -307,14 +307,16 @@ class VLLMEngine:
                             " text-only model"
                             " through blind:vllm:PATH, which removes the media)")
 
-    def _render(self, content: list[dict[str, Any]]) -> str:
-        """The chat-templated prompt text with the model's media placeholders."""
+    def _render(self, content: list[dict[str, Any]], request: Request) -> str:
+        """The chat-templated prompt text (system turn first) with the model's media
+        placeholders."""
         if not self.modalities:
             # Text-only templates often expect a string, not a list of parts.
             text = "\n".join(item["text"] for item in content)
-            messages = [{"role": "user", "content": text}]
+            messages = [*request.system_messages(), {"role": "user", "content": text}]
         else:
-            messages = [{"role": "user", "content": content}]
+            messages = [*request.system_messages(as_parts=True),
+                        {"role": "user", "content": content}]
         return self.renderer.apply_chat_template(messages, tokenize=False,
                                                  add_generation_prompt=True)
 

@@ -38,12 +38,13 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 from PIL import Image
 
+from viubench.answers import LENIENT, STRICT, VIDEOSSR, check_policy
 from viubench.scoring import footrule_score
 from viubench.task import (Clip, Columns, DonorSource, FrameRef, ImagePart, Parsed, Part,
                            Rendered, TaskSkip, TextPart, Variant, VideoPart)
 from viubench.video import FrameProtocol
 
-from .parsing import AFTER_INT, BEFORE_INT, pick, region
+from .parsing import integers, label_runs, pick, region
 
 PROTOCOL = FrameProtocol(num_frames=240, rate=1.0, min_frames=48)
 KINDS = ("neighbour", "boundary", "mirror", "donor")
@@ -123,6 +124,7 @@ class MaskedPrediction:
     version = "1"
     protocol = PROTOCOL
     suites = {"mvp": ("mvp-easy", "mvp-hard")}
+    reward_policies = (STRICT,)
     columns = Columns("MVP", 4, {"mvp-easy": "Easy", "standard": "Standard", "mvp-hard": "Hard",
                                  "boundary": "Boundary", "mirrored": "Mirrored",
                                  "other_video": "Other video"})
@@ -199,17 +201,23 @@ class MaskedPrediction:
         answer = ",".join(str(where[p]) for p in context[at:at + m])
         return Rendered(parts, answer)
 
-    def parse(self, text: str, answer: str, strict: bool = False) -> Parsed:
-        """The m candidate numbers of the reply; `answer` only tells how many to expect."""
+    def parse(self, text: str, answer: str, policy: str = LENIENT) -> Parsed:
+        """The m candidate numbers of the reply; `answer` only tells how many to expect. The
+        authors of VideoSSR publish no rule for this task, so `videossr` is not a policy of it."""
+        if check_policy(policy) == VIDEOSSR:
+            raise ValueError(f"{self.name} has no videossr reward rule; its reward policies are"
+                             f" {', '.join(self.reward_policies)}")
         count = answer.count(",") + 1
-        found, anchored = region(text, strict)
-        if strict:
-            if not re.fullmatch(r"\d+(?:\s*[,\s]\s*\d+){%d}" % (count - 1), found):
+        found, marked = region(text, policy)
+        if policy == STRICT:
+            if not re.fullmatch(r"\d+(?:(?:\s*,\s*|\s+)\d+){%d}" % (count - 1), found):
                 return Parsed(error=f"not {count} comma-separated candidate numbers")
-            return Parsed([int(x) for x in re.findall(r"\d+", found)])
+            labels = integers(re.findall(r"\d+", found))
+            return Parsed(labels) if labels else Parsed(error="a candidate number is too long")
         found = re.sub(r"\bcandidates?\s*(?:no\.?|number|#)?\s*", "", found, flags=re.I)
-        found = re.sub(r"\s+(?:and|then)\s+", ", ", found, flags=re.I)
-        chosen = pick(_label_runs(found, count), anchored)
+        found = re.sub(r"(?<!\s)\s+(?:and|then)\s+", ", ", found, flags=re.I)
+        chosen = pick([labels for _, labels in label_runs(found, count, _SEP, "#", packed=True)],
+                      marked)
         return Parsed(chosen) if chosen else Parsed(
             error=f"no list of {count} candidate numbers found")
 
@@ -224,9 +232,9 @@ class MaskedPrediction:
         return {"score": exact, "exact": exact, "f1": f1, "order": order,
                 "fine": f1 * (1 + order) / 2}
 
-    def reward(self, text: str, answer: str) -> float:
-        """F1 * (1 + order) / 2 of a strictly parsed reply (0 if it does not parse)."""
-        return self.metrics(self.parse(text, answer, strict=True), answer)["fine"]
+    def reward(self, parsed: Parsed, answer: str) -> float:
+        """F1 * (1 + order) / 2 of a (strict) parse, 0 if it failed."""
+        return self.metrics(parsed, answer)["fine"]
 
     def random_answer(self, rng: random.Random, variant: str,
                       timeline: Mapping[str, Any]) -> str:
@@ -304,22 +312,8 @@ class MaskedPrediction:
         return chosen + [_entry("neighbour", p, s) for p, _, s in sorted(picked)]
 
 
-_SEP = r"\s*(?:,|;|->|→|>|\s)\s*#?"
-_RUN = re.compile(BEFORE_INT + r"#?\d+(?:" + _SEP + r"\d+)*" + AFTER_INT)
-
-
-def _label_runs(text: str, count: int) -> list[list[int]]:
-    """Every maximal list of labels in `text` that holds exactly `count` of them (a longer
-    list is not an answer), e.g. `3,7,1`, `3 7 1`, `#3 > #7 > #1`, or single digits packed
-    together, `371`."""
-    runs = []
-    for match in _RUN.finditer(text):
-        labels = [int(x) for x in re.findall(r"\d+", match.group())]
-        if len(labels) == 1 and len(match.group().lstrip("#")) == count and count <= 9:
-            labels = [int(ch) for ch in match.group().lstrip("#")]
-        if len(labels) == count:
-            runs.append(labels)
-    return runs
+# Labels joined by commas, semicolons, arrows or whitespace, each optionally written `#3`.
+_SEP = r"\s*(?:(?:,|;|->|→|>)\s*)?"
 
 
 def _entry(kind: str, position: int, score: float) -> dict[str, Any]:

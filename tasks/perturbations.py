@@ -1,14 +1,27 @@
-"""Frame perturbations for Anomaly Grounding (VideoSSR). None of them changes the frame size."""
+"""Frame perturbations for Anomaly Grounding (VideoSSR). None of them changes the frame size.
+
+The rules are the VideoSSR authors' (pretext_tasks/grounding.py): rotations are clockwise, zooms
+resample with Lanczos, blur has radius 2, saturation factor 2. Where the authors' rotation by 90
+or 270 degrees makes a frame of another shape (PIL `expand`), we fit the turned picture, centred
+on black, into the video's own frame size so the video never changes size mid-way.
+"""
 
 from __future__ import annotations
+
+from typing import Sequence
 
 import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter
 
 BLACK = 0
 
+# Clockwise turns as PIL transposes (PIL's ROTATE_n turns counter-clockwise).
+_CLOCKWISE = {90: Image.Transpose.ROTATE_270, 180: Image.Transpose.ROTATE_180,
+              270: Image.Transpose.ROTATE_90}
+
 
 def grayscale(frame: np.ndarray) -> np.ndarray:
+    """PIL's luma (ITU-R 601-2) copied to all three channels."""
     luma = np.asarray(Image.fromarray(frame).convert("L"))
     return np.repeat(luma[:, :, None], 3, axis=2)
 
@@ -23,11 +36,8 @@ def channel_swap(frame: np.ndarray) -> np.ndarray:
 
 
 def mirror(frame: np.ndarray) -> np.ndarray:
+    """Flipped left to right."""
     return _transpose(frame, Image.Transpose.FLIP_LEFT_RIGHT)
-
-
-_TURNS = {90: Image.Transpose.ROTATE_90, 180: Image.Transpose.ROTATE_180,
-          270: Image.Transpose.ROTATE_270}
 
 
 def _transpose(frame: np.ndarray, method: Image.Transpose) -> np.ndarray:
@@ -44,41 +54,50 @@ def saturate(frame: np.ndarray, factor: float = 2.0) -> np.ndarray:
 
 
 def rotate(frame: np.ndarray, degrees: int) -> np.ndarray:
-    """Rotate counter-clockwise by a multiple of 90 degrees, then fit back into the frame size
-    (scaled to fit, centred on black) so the video never changes size mid-way."""
-    turned = _transpose(frame, _TURNS[degrees])   # counter-clockwise, like np.rot90
+    """Turned clockwise by 90, 180 or 270 degrees. A turn by 90 or 270 of a non-square frame is
+    scaled to fit the frame size and centred on black (`letterbox`)."""
+    turned = _transpose(frame, _CLOCKWISE[degrees])
     if turned.shape == frame.shape:
         return turned  # 180 degrees, or a square frame: nothing to fit
     return letterbox(turned, frame.shape[1], frame.shape[0])
 
 
-def letterbox(image: np.ndarray, width: int, height: int, scale: float | None = None) -> np.ndarray:
-    """Resize `image` to fit (or by `scale`) and centre it on a black width x height canvas."""
-    h, w = image.shape[:2]
-    scale = min(width / w, height / h) if scale is None else scale
-    new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
-    resized = np.asarray(Image.fromarray(image).resize((new_w, new_h), Image.Resampling.BILINEAR))
+def letterbox(image: np.ndarray, width: int, height: int, size: tuple[int, int] | None = None,
+              resample: Image.Resampling = Image.Resampling.BILINEAR) -> np.ndarray:
+    """`image` resized with `resample` to `size` (w, h; default: the largest size that fits
+    width x height with the image's aspect ratio) and placed on a black width x height canvas at
+    ((width - w) // 2, (height - h) // 2)."""
+    if size is None:
+        scale = min(width / image.shape[1], height / image.shape[0])
+        size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
+    new_w, new_h = size
+    resized = np.asarray(Image.fromarray(image).resize((new_w, new_h), resample))
     canvas = np.full((height, width, 3), BLACK, dtype=np.uint8)
     top, left = (height - new_h) // 2, (width - new_w) // 2
     canvas[top:top + new_h, left:left + new_w] = resized
     return canvas
 
 
-def zoom_in(frame: np.ndarray, factor: float) -> np.ndarray:
-    """Centre crop by `factor`, resized back to the full frame."""
+def zoom_in(frame: np.ndarray, scale: float) -> np.ndarray:
+    """The centred box of w/scale x h/scale (float corners, as PIL's crop takes them) resized
+    back to the full frame with Lanczos."""
     h, w = frame.shape[:2]
-    crop_w, crop_h = round(w / factor), round(h / factor)
-    left, top = (w - crop_w) // 2, (h - crop_h) // 2
-    crop = Image.fromarray(frame).crop((left, top, left + crop_w, top + crop_h))
-    return np.asarray(crop.resize((w, h), Image.Resampling.BILINEAR))
+    crop_w, crop_h = w / scale, h / scale
+    box = ((w - crop_w) / 2, (h - crop_h) / 2, (w + crop_w) / 2, (h + crop_h) / 2)
+    crop = Image.fromarray(frame).crop(box)
+    return np.asarray(crop.resize((w, h), Image.Resampling.LANCZOS))
 
 
-def zoom_out(frame: np.ndarray, factor: float) -> np.ndarray:
-    """Shrink by `factor`, centred on black."""
-    return letterbox(frame, frame.shape[1], frame.shape[0], scale=1.0 / factor)
+def zoom_out(frame: np.ndarray, scale: float) -> np.ndarray:
+    """Shrunk with Lanczos to (int(w / scale), int(h / scale)), centred on black."""
+    h, w = frame.shape[:2]
+    return letterbox(frame, w, h, size=(int(w / scale), int(h / scale)),
+                     resample=Image.Resampling.LANCZOS)
 
 
-def add_noise(frames: np.ndarray, sigma: float, seed: int) -> np.ndarray:
-    """Gaussian noise of standard deviation `sigma` on every channel, clipped to [0, 255]."""
-    noise = np.random.default_rng(seed).normal(0.0, sigma, size=frames.shape)
-    return np.clip(frames.astype(np.float32) + noise, 0, 255).astype(np.uint8)
+def add_noise(frames: np.ndarray, sigmas: Sequence[float], seed: int) -> np.ndarray:
+    """Gaussian noise of standard deviation sigmas[i] on every channel of frames[i], added in
+    floating point, clipped to [0, 255] and truncated to uint8."""
+    normal = np.random.default_rng(seed).standard_normal(size=frames.shape)
+    noise = normal * np.asarray(sigmas, dtype=np.float64)[:, None, None, None]
+    return np.clip(frames.astype(np.float64) + noise, 0, 255).astype(np.uint8)

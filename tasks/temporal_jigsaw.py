@@ -1,17 +1,18 @@
 """Temporal Jigsaw (VideoSSR, He et al. 2025, arXiv 2511.06281).
 
 The 48-frame timeline is cut into n contiguous clips (easy n = 6, hard n = 8), shown as separate
-videos labelled Clip 1..n in a shuffled (never identity) order. Answer: the shown labels in true
-chronological order, e.g. `341562` (the clip shown third is the true beginning). The `_trim`
+videos labelled Clip 1..n in a shuffled (never identity) order, then the question (the paper's
+layout: clips first). Answer: the shown labels in true chronological order, e.g. `341562` (the
+clip shown third is the true beginning); the question's examples are the paper's, 341562 and
+51827463, both possible answers. The `_trim`
 variants drop 10% of each clip's frames at both ends (at least one) so borders carry no
 continuity cue. Benchmark metric: exact match. Training reward: 1 - footrule / floor(n^2 / 2)
-for a strictly parsed permutation, else 0.
+for a permutation parsed under a reward policy (`strict`, or `videossr`: the authors' rule), else 0.
 """
 
 from __future__ import annotations
 
 import random
-import re
 from typing import Any, Mapping
 
 from viubench.scoring import footrule_score
@@ -19,7 +20,11 @@ from viubench.task import (Clip, Columns, DonorSource, Parsed, Part, Rendered, T
                            Variant, VideoPart)
 from viubench.video import FrameProtocol
 
-from .parsing import label_lists, pick, region
+from viubench.answers import LENIENT, STRICT, VIDEOSSR
+
+from . import parsing, prompts
+
+EXAMPLES = {6: "341562", 8: "51827463"}   # the paper's examples
 
 
 def _variant(clips: int, trim: float, difficulty: str) -> Variant:
@@ -39,12 +44,13 @@ def clip_bounds(total: int, clips: int, trim: float) -> list[tuple[int, int]]:
 
 class TemporalJigsaw:
     name = "temporal_jigsaw"
-    version = "1"
+    version = "2"
     protocol = FrameProtocol()
     variants = {"easy": _variant(6, 0.0, "easy"), "hard": _variant(8, 0.0, "hard"),
                 "easy_trim": _variant(6, 0.1, "easy"), "hard_trim": _variant(8, 0.1, "hard")}
 
     suites = {"viubench": ("easy", "hard")}
+    reward_policies = (STRICT, VIDEOSSR)
     columns = Columns("Jigsaw", 3, {"easy": "Easy", "hard": "Hard", "easy_trim": "Easy trim",
                                     "hard_trim": "Hard trim"})
 
@@ -61,33 +67,18 @@ class TemporalJigsaw:
                donors: DonorSource) -> Rendered:
         clips, shown = draws["clips"], draws["shown"]
         bounds = clip_bounds(len(clip.frames), clips, draws["trim"])
-        parts: list[Part] = [TextPart(
-            f"A video was cut into {clips} consecutive clips, which are shown below in a"
-            " shuffled order."
-        )]
+        parts: list[Part] = []
         for label, true_index in enumerate(shown, start=1):
             start, end = bounds[true_index]
-            frames = list(range(start, end))
-            parts += [TextPart(f"Clip {label}:"), VideoPart(frames, clip.sample_fps)]
-        parts.append(TextPart(
-            f"Put the clips back in their original chronological order. Reply with the {clips}"
-            f" clip numbers from first to last with no separators, for example"
-            f" {''.join(str(i) for i in range(clips, 0, -1))}."
-        ))
+            parts += [TextPart(f"Clip {label}:"), VideoPart(list(range(start, end)),
+                                                            clip.sample_fps)]
+        parts.append(TextPart(question(clips)))
         answer = "".join(str(shown.index(i) + 1) for i in range(clips))
-        return Rendered(parts, answer)
+        return Rendered(parts, answer, system=prompts.SYSTEM, prompt_set=prompts.PROMPT_SET)
 
-    def parse(self, text: str, answer: str, strict: bool = False) -> Parsed:
-        """Clip labels in the reply; `answer` only tells how many labels to expect."""
-        found, anchored = region(text, strict)
-        count = len(answer)
-        if strict:
-            compact = re.sub(r"[\s,]", "", found)
-            if not re.fullmatch(r"\d{%d}" % count, compact):
-                return Parsed(error=f"not {count} clip numbers")
-            return Parsed([int(c) for c in compact])
-        chosen = pick(label_lists(found, count), anchored)
-        return Parsed(chosen) if chosen else Parsed(error=f"no list of {count} clip numbers found")
+    def parse(self, text: str, answer: str, policy: str = LENIENT) -> Parsed:
+        """Clip labels in the reply; `answer` tells how many labels to expect."""
+        return parsing.order(text, answer, policy)
 
     def metrics(self, parsed: Parsed, answer: str) -> dict[str, float]:
         truth = [int(c) for c in answer]
@@ -95,10 +86,16 @@ class TemporalJigsaw:
         order = footrule_score(parsed.value, truth) if _is_permutation(parsed, truth) else 0.0
         return {"score": exact, "exact": exact, "order": order}
 
-    def reward(self, text: str, answer: str) -> float:
+    def reward(self, parsed: Parsed, answer: str) -> float:
         truth = [int(c) for c in answer]
-        parsed = self.parse(text, answer, strict=True)
         return footrule_score(parsed.value, truth) if _is_permutation(parsed, truth) else 0.0
+
+    def prior_answer(self, variant: str, timeline: Mapping[str, Any]) -> str:
+        """Every non-identity order is equally likely, so every one of them is a best fixed
+        answer (exact match 1 / (n! - 1)); we answer the one nearest the identity, the last two
+        clips exchanged (e.g. 123465)."""
+        labels = [str(i) for i in range(1, self.variants[variant].params["clips"] + 1)]
+        return "".join(labels[:-2] + labels[:-3:-1])
 
     def random_answer(self, rng: random.Random, variant: str,
                       timeline: Mapping[str, Any]) -> str:
@@ -111,6 +108,28 @@ class TemporalJigsaw:
         """Difficulty knobs (`viubench analyze`): number of clips, and the fraction trimmed at
         both ends of each clip."""
         return {"clips": sample["draws"]["clips"], "trim": sample["draws"]["trim"]}
+
+
+def question(clips: int) -> str:
+    """The question after the clips (our words; the information of the paper's)."""
+    example = EXAMPLES.get(clips) or "".join(str(i) for i in range(clips, 0, -1))
+    steps = ", ".join(f"Clip {label} comes {_ordinal(place)}"
+                      for place, label in enumerate(example[1:-1], start=2))
+    return (
+        f"The {clips} clips above are consecutive parts of one video, shown in a shuffled order"
+        f" and labelled Clip 1 to Clip {clips} by the position they are shown in. Work out the"
+        f" order in which they really happened. Answer with {_article(clips)} {clips}-digit"
+        f" number that lists the clip labels in playing order. For example, {example} would mean that Clip"
+        f" {example[0]} is the true beginning, {steps}, and Clip {example[-1]} is the end."
+    )
+
+
+def _article(number: int) -> str:
+    return "an" if str(number)[0] == "8" or number in (11, 18) else "a"
+
+
+def _ordinal(place: int) -> str:
+    return {2: "2nd", 3: "3rd"}.get(place, f"{place}th")
 
 
 def _is_permutation(parsed: Parsed, truth: list[int]) -> bool:

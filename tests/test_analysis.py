@@ -108,7 +108,7 @@ def test_knob_table_matches_hand_counts(analysed, viubench_testset):
     table = rows(os.path.join(analysed[0], "knobs.csv"))
     assert {(r["task"], r["knob"]) for r in table} == {
         (t, k) for t, knobs in {GROUNDING: ("segment_length", "family"),
-                                COUNTING: ("total_shapes", "max_count"),
+                                COUNTING: ("total_shapes", "max_count", "hidden_shapes"),
                                 JIGSAW: ("clips", "trim")}.items()
         for k in (*knobs, "duration_s", "megapixels")}
     oracle = [r for r in table if r["run"] == "oracle"]

@@ -1,4 +1,5 @@
-"""Parsers (lenient and strict), benchmark metrics and training rewards on literal strings."""
+"""Parse policies (lenient, strict, videossr), benchmark metrics and training rewards on literal
+strings; `tests/test_reply_table.py` holds the full reply tables."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import math
 
 import pytest
 
+from viubench.answers import LENIENT, STRICT, VIDEOSSR, answer_region, check_policy, clean_bare
 from viubench.registry import load_tasks
 from viubench.scoring import footrule_score, interval_iou
 
@@ -33,12 +35,23 @@ def test_grounding_unparseable(text):
     assert GROUNDING.metrics(parsed, "0.0-1.0")["score"] == 0.0
 
 
+def reward(task, text: str, answer: str, policy: str = STRICT) -> float:
+    return task.reward(task.parse(text, answer, policy), answer)
+
+
 def test_grounding_strict_needs_the_bare_format():
-    assert GROUNDING.parse("2.1-4.5", "0.0-1.0", strict=True).value == (2.1, 4.5)
-    assert GROUNDING.parse("<answer>2.1-4.5</answer>", "x", strict=True).value == (2.1, 4.5)
-    assert not GROUNDING.parse("from 2.1 to 4.5", "x", strict=True).ok
-    assert GROUNDING.reward("from 2.0 to 4.0", "2.0-4.0") == 0.0
-    assert GROUNDING.reward("2.0-4.0", "2.0-4.0") == 1.0
+    assert GROUNDING.parse("2.1-4.5", "0.0-1.0", STRICT).value == (2.1, 4.5)
+    assert GROUNDING.parse("<answer>2.1-4.5</answer>", "x", STRICT).value == (2.1, 4.5)
+    assert not GROUNDING.parse("from 2.1 to 4.5", "x", STRICT).ok
+    assert reward(GROUNDING, "from 2.0 to 4.0", "2.0-4.0") == 0.0
+    assert reward(GROUNDING, "2.0-4.0", "2.0-4.0") == 1.0
+
+
+def test_grounding_videossr_reads_the_whole_reply():
+    assert reward(GROUNDING, " 2.0 - 4.0\n", "2.0-4.0", VIDEOSSR) == 1.0
+    assert reward(GROUNDING, "2.-4.", "2.0-4.0", VIDEOSSR) == 1.0
+    assert reward(GROUNDING, "<answer>2.0-4.0</answer>", "2.0-4.0", VIDEOSSR) == 0.0
+    assert not GROUNDING.parse("4.0-2.0", "x", VIDEOSSR).ok
 
 
 def test_grounding_metrics_by_hand():
@@ -46,7 +59,7 @@ def test_grounding_metrics_by_hand():
     assert got["iou"] == pytest.approx(1 / 3)
     assert (got["r@0.3"], got["r@0.5"], got["r@0.7"]) == (1.0, 0.0, 0.0)
     assert interval_iou((0, 1), (2, 3)) == 0.0
-    assert GROUNDING.reward("2.5-3.5", "2.0-4.0") == pytest.approx(0.5)
+    assert reward(GROUNDING, "2.5-3.5", "2.0-4.0") == pytest.approx(0.5)
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -69,9 +82,12 @@ def test_counting_does_not_grab_stray_digits():
 def test_counting_metrics_and_reward_by_hand():
     parsed = COUNTING.parse("4,2,2", "4,2,1")
     assert COUNTING.metrics(parsed, "4,2,1")["score"] == pytest.approx(2 / 3)
-    assert COUNTING.reward("2,2,2", "4,2,1") == pytest.approx((0.5 + 1 + 0) / 3)
-    assert COUNTING.reward("2 circles, 2 squares, 2 triangles", "4,2,1") == 0.0  # strict
-    assert COUNTING.reward("20,2,1", "4,2,1") == pytest.approx(2 / 3)
+    assert reward(COUNTING, "2,2,2", "4,2,1") == pytest.approx((0.5 + 1 + 0) / 3)
+    assert reward(COUNTING, "2 circles, 2 squares, 2 triangles", "4,2,1") == 0.0
+    assert reward(COUNTING, "2 circles, 2 squares, 2 triangles", "4,2,1", VIDEOSSR) == \
+        pytest.approx(0.5)
+    assert reward(COUNTING, "20,2,1", "4,2,1") == pytest.approx(2 / 3)
+    assert reward(COUNTING, "<think>1</think>4,2,1", "4,2,1", VIDEOSSR) == 0.0  # 4 numbers
 
 
 @pytest.mark.parametrize("text", ["341562", "3,4,1,5,6,2", "3 4 1 5 6 2",
@@ -85,14 +101,17 @@ def test_jigsaw_exact_match_and_garbage():
     assert JIGSAW.metrics(JIGSAW.parse("341562", "341562"), "341562")["score"] == 1.0
     assert JIGSAW.metrics(JIGSAW.parse("341526", "341562"), "341562")["score"] == 0.0
     assert not JIGSAW.parse("I cannot tell", "341562").ok
-    assert not JIGSAW.parse("34156", "341562", strict=True).ok
+    assert not JIGSAW.parse("34156", "341562", STRICT).ok
 
 
 def test_jigsaw_reward_footrule():
-    assert JIGSAW.reward("341562", "341562") == 1.0
-    assert JIGSAW.reward("265143", "341562") == 0.0  # reversed: displacement floor(36/2)
-    assert JIGSAW.reward("341552", "341562") == 0.0  # not a permutation
-    assert JIGSAW.reward("The order is 341562", "341562") == 0.0  # strict policy
+    for policy in (STRICT, VIDEOSSR):
+        assert reward(JIGSAW, "341562", "341562", policy) == 1.0
+        assert reward(JIGSAW, "265143", "341562", policy) == 0.0  # reversed: floor(36/2)
+        assert reward(JIGSAW, "341552", "341562", policy) == 0.0  # not a permutation
+        assert reward(JIGSAW, "The order is 341562", "341562", policy) == 0.0
+    assert reward(JIGSAW, "3, 4, 1, 5, 6, 2", "341562") == 1.0
+    assert reward(JIGSAW, "3, 4, 1, 5, 6, 2", "341562", VIDEOSSR) == 0.0
 
 
 def test_random_permutation_reward_is_about_035_for_six_clips():
@@ -106,3 +125,22 @@ def test_random_permutation_reward_is_about_035_for_six_clips():
 def test_footrule_rejects_different_items():
     with pytest.raises(ValueError):
         footrule_score([1, 2, 2], [1, 2, 3])
+
+
+def test_answer_region_per_policy():
+    reply = "<think>answer: 1</think>So the answer is 3,4,2 (I think)."
+    assert answer_region(reply, LENIENT) == ("3,4,2 (I think).", True)
+    assert answer_region("I think 3,4,2", LENIENT) == ("I think 3,4,2", False)
+    assert answer_region(reply, STRICT) == ("So the answer is 3,4,2 (I think).", True)
+    assert answer_region(reply, VIDEOSSR) == (reply, True)
+    tagged = "<answer>1</answer> then <answer> 2 </answer>"
+    assert answer_region(tagged, LENIENT) == answer_region(tagged, STRICT) == ("2", True)
+    with pytest.raises(ValueError, match="unknown parse policy"):
+        check_policy("loose")
+
+
+@pytest.mark.parametrize("text", ["3,4,2", " 3,4,2 ", "**3,4,2**", "`3,4,2`", '"3,4,2"',
+                                  "3,4,2.", "**3,4,2**.", "_3,4,2_", "“3,4,2”"])
+def test_clean_bare_strips_decorations_and_one_full_stop(text):
+    assert clean_bare(text) == "3,4,2"
+    assert clean_bare("3,4,2..") == "3,4,2."

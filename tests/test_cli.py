@@ -25,7 +25,7 @@ def test_list_shows_tasks_variants_and_suites():
     for word in ("anomaly_grounding", "stutter", "object_counting", "hard", "easy_trim"):
         assert word in tasks.stdout
     suites = viubench("list", "suites")
-    assert "viubench (9)" in suites.stdout and "all (27)" in suites.stdout
+    assert "viubench (9)" in suites.stdout and "all (32)" in suites.stdout
 
 
 def test_build_then_verify_then_tamper(two_videos, tmp_path):
@@ -35,7 +35,8 @@ def test_build_then_verify_then_tamper(two_videos, tmp_path):
     assert done.returncode == 0, done.stderr
     summary = json.load(open(os.path.join(out, "build.json")))
     assert summary["counts"] == {"object_counting:easy": 2, "object_counting:hard": 2,
-                                 "temporal_jigsaw:hard": 2}
+                                 "object_counting:easy_clean": 2,
+                                 "object_counting:hard_clean": 2, "temporal_jigsaw:hard": 2}
     assert viubench("verify", out).returncode == 0
     lines = open(os.path.join(out, "samples.jsonl")).read().splitlines()
     record = json.loads(lines[0])

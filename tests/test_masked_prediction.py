@@ -16,6 +16,7 @@ import pytest
 import clipmaker as cm
 from conftest import frames_of, samples_of
 from helpers import viubench
+from viubench.answers import STRICT, VIDEOSSR
 from viubench.build import BuildSpec, build
 from viubench.clips import read_clips
 from viubench.media import MediaStore, clean_key
@@ -252,8 +253,7 @@ def test_metrics_on_hand_written_replies(text, exact, f1, order, fine):
     got = TASK.metrics(TASK.parse(text, TRUTH), TRUTH)
     assert got == pytest.approx({"score": exact, "exact": exact, "f1": f1, "order": order,
                                  "fine": fine})
-    assert TASK.reward(text, TRUTH) == pytest.approx(fine)
-    assert 0.0 <= TASK.reward(text, TRUTH) <= 1.0
+    assert TASK.reward(TASK.parse(text, TRUTH, STRICT), TRUTH) == pytest.approx(fine)
 
 
 @pytest.mark.parametrize("text", ["The hidden frames are Candidates 3, 7, 1 and 5.",
@@ -270,15 +270,22 @@ def test_garbage_scores_zero_and_counts_as_a_parse_failure(text):
     parsed = TASK.parse(text, TRUTH)
     assert not parsed.ok and parsed.error
     assert set(TASK.metrics(parsed, TRUTH).values()) == {0.0}
-    assert TASK.reward(text, TRUTH) == 0.0
+    assert TASK.reward(TASK.parse(text, TRUTH, STRICT), TRUTH) == 0.0
 
 
 def test_strict_parse_needs_the_bare_list():
-    assert TASK.parse("3, 7, 1, 5", TRUTH, strict=True).value == [3, 7, 1, 5]
-    assert TASK.parse("<answer>3,7,1,5</answer>", TRUTH, strict=True).value == [3, 7, 1, 5]
-    assert not TASK.parse("Answer: 3,7,1,5", TRUTH, strict=True).ok
-    assert TASK.reward("The answer is 3,7,1,5", TRUTH) == 0.0
+    assert TASK.reward_policies == (STRICT,)
+    assert TASK.parse("3, 7, 1, 5", TRUTH, STRICT).value == [3, 7, 1, 5]
+    assert TASK.parse("**3,7,1,5**.", TRUTH, STRICT).value == [3, 7, 1, 5]
+    assert TASK.parse("<answer>3,7,1,5</answer>", TRUTH, STRICT).value == [3, 7, 1, 5]
+    assert not TASK.parse("Answer: 3,7,1,5", TRUTH, STRICT).ok
+    assert not TASK.parse("3,7,1", TRUTH, STRICT).ok
+    assert TASK.reward(TASK.parse("The answer is 3,7,1,5", TRUTH, STRICT), TRUTH) == 0.0
     assert TASK.metrics(TASK.parse("The answer is 3,7,1,5", TRUTH), TRUTH)["score"] == 1.0
+    with pytest.raises(ValueError, match="no videossr reward rule"):
+        TASK.parse("3,7,1,5", TRUTH, VIDEOSSR)
+    with pytest.raises(ValueError, match="unknown parse policy"):
+        TASK.parse("3,7,1,5", TRUTH, "loose")
     assert order_score([9, 8], [3, 7]) == 0.0 and order_score([7], [3, 7]) == 1.0
     assert TASK.metrics(Parsed(error="x"), TRUTH)["fine"] == 0.0
 

@@ -47,7 +47,7 @@ def read_records(rundir: str) -> tuple[dict, list[dict]]:
 def sent_images(body: dict) -> list[bytes]:
     """The JPEG bytes of every image part of a request body, in order."""
     found = []
-    for part in body["messages"][0]["content"]:
+    for part in body["messages"][-1]["content"]:   # the user turn comes last
         if part["type"] == "image_url":
             url = part["image_url"]["url"]
             assert url.startswith(DATA_URL)
@@ -89,7 +89,10 @@ def test_every_frame_arrives_as_the_test_sets_jpeg_bytes(viubench_testset, tmp_p
         assert seen.path == "/v1/chat/completions"
         assert seen.headers["authorization"] == f"Bearer {KEY}"
         assert seen.body["model"] == "test-model" and seen.body["temperature"] == 0
-        texts = [p["text"] for p in seen.body["messages"][0]["content"] if p["type"] == "text"]
+        system, user = seen.body["messages"]
+        assert system == {"role": "system", "content": samples[0]["system"]}
+        assert samples[0]["system"] and user["role"] == "user"
+        texts = [p["text"] for p in user["content"] if p["type"] == "text"]
         assert any(t.startswith("(video, ") and " frames at " in t for t in texts)
 
 
@@ -203,6 +206,7 @@ def test_request_body_is_the_json_the_parts_describe(viubench_testset):
     model = create(parse_spec("openai:m base_url=http://127.0.0.1:9/v1 detail=high"))
     try:
         body, sent = model.body(Request("x", "t", "v", parts, 5))
+        with_system, _ = model.body(Request("x", "t", "v", parts, 5, system="Be brief."))
     finally:
         model.close()
     images = [{"type": "image_url", "image_url": {"url": data_url(f), "detail": "high"}}
@@ -212,6 +216,8 @@ def test_request_body_is_the_json_the_parts_describe(viubench_testset):
     assert json.loads(body) == {"model": "m", "temperature": 0.0, "max_completion_tokens": 5,
                                 "messages": [{"role": "user", "content": content}]}
     assert sent == 4
+    assert json.loads(with_system)["messages"] == [{"role": "system", "content": "Be brief."},
+                                                   {"role": "user", "content": content}]
 
 
 def test_subsample_spreads_frames_evenly_and_keeps_the_ends():

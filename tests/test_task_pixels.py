@@ -9,6 +9,10 @@ import pytest
 from scipy import ndimage
 
 from conftest import frames_of, samples_of
+from test_counting_fidelity import assert_paint_matches_draws
+from tasks.counting_geometry import reach
+from tasks import perturbations as pt
+from tasks.anomaly_grounding import stutter_offsets
 from viubench.build import BuildSpec, Donors
 from viubench.clips import read_clips
 from viubench.media import MediaStore, clean_key
@@ -65,40 +69,56 @@ def test_every_variant_was_built(samples):
     assert built == expected
 
 
+def _expected_run(sample, clean: list[str]) -> list[str] | None:
+    """The clean media a run-level family shows in place of its run (None: synthesized)."""
+    draws, variant = sample["draws"], sample["variant"]
+    start, length = draws["start"], draws["length"]
+    if variant in ("shuffle", "shuffle_derange"):
+        return [clean[start + source] for source in draws["order"]]
+    if variant == "stutter":
+        return [clean[start + offset] for offset in stutter_offsets(length, draws["holds"])]
+    if variant == "slow_motion":
+        return [path for path in clean[start:start + length] for _ in (0, 1)]
+    if variant == "fast_forward":
+        return clean[start:start + 2 * length:2]
+    return None
+
+
 def test_grounding_changed_frames_are_exactly_the_interval(samples, clips, all_variants_testset):
     for sample in of_task(samples, "anomaly_grounding"):
         clip = clips[sample["video"]["path"]]
-        shown = video_frames(sample)
-        assert len(shown) == 48
-        changed = {i for i, (a, b) in enumerate(zip(shown, clean_paths(clip))) if a != b}
+        shown, clean = video_frames(sample), clean_paths(clip)
+        params = TASKS["anomaly_grounding"].variants[sample["variant"]].params
         start, length = sample["draws"]["start"], sample["draws"]["length"]
-        interval = set(range(start, start + length))
-        if sample["variant"] == "stutter":
-            holds = sample["draws"]["holds"]
-            firsts = {start + (i * length) // holds for i in range(holds)}
-            assert changed == interval - firsts
-        else:
-            assert changed == interval, sample["variant"]
-        # The changed media really differ in pixels from the clean frames.
-        for position in changed:
-            pair = [shown[position], clean_paths(clip)[position]]
-            got, clean = frames_of(all_variants_testset, pair)
-            assert np.abs(got.astype(int) - clean).mean() > 0.1
+        source_end = start + params["source_run"] * length
+        shown_end = start + params["shown_run"] * length
+        assert 8 <= length <= 16 and 0 <= start <= 48 - params["source_run"] * length
+        assert len(shown) == 48 + shown_end - source_end
+        assert shown[:start] == clean[:start] and shown[shown_end:] == clean[source_end:]
+        run = shown[start:shown_end]
+        expected = _expected_run(sample, clean)
+        if expected is not None:
+            assert run == expected, sample["variant"]
+        else:  # synthesized frames: every one really differs in pixels from its clean frame
+            assert len(run) == length
+            for got, want in zip(run, clean[start:source_end]):
+                changed, original = frames_of(all_variants_testset, [got, want])
+                assert np.abs(changed.astype(int) - original).mean() > 0.1, sample["variant"]
         fps = sample["frames"]["sample_fps"]
-        assert sample["answer"] == f"{start / fps:.1f}-{(start + length) / fps:.1f}"
-        assert 8 <= length <= 16 and 0 <= start <= 48 - length
+        assert sample["answer"] == f"{start / fps:.1f}-{shown_end / fps:.1f}"
 
 
 def test_grounding_families_do_what_they_say(samples, clips, real_videos):
     for sample in of_task(samples, "anomaly_grounding"):
         clip = clips[sample["video"]["path"]]
         frames = rendered_frames(sample, clip, real_videos)
+        assert all(f.shape == clip.frames[0].shape for f in frames)  # the size never changes
+        if sample["variant"] in ("slow_motion", "fast_forward"):
+            continue  # clean frames only, checked by path above
         start, length = sample["draws"]["start"], sample["draws"]["length"]
-        family = sample["variant"]
         for offset in range(length):
             got, clean = frames[start + offset], clip.frames[start + offset]
-            assert got.shape == clean.shape  # no family ever changes the frame size
-            _check_family(family, got, clean, clip, sample["draws"], offset)
+            _check_family(sample["variant"], got, clean, clip, sample["draws"], offset)
 
 
 def _check_family(family, got, clean, clip, draws, offset):
@@ -107,18 +127,29 @@ def _check_family(family, got, clean, clip, draws, offset):
         assert np.array_equal(got, clean[:, ::-1])
     elif family == "rotate180":
         assert np.array_equal(got, clean[::-1, ::-1])
+    elif family in ("rotate90", "rotate270"):
+        # clockwise quarter turn, fitted centred on black (a band on the left and right)
+        turns = {"rotate90": -1, "rotate270": 1}[family]
+        assert np.array_equal(got, pt.letterbox(np.rot90(clean, turns).copy(), w, h))
+        assert got[:, :2].max() == 0 and got[:, -2:].max() == 0
     elif family == "channel_swap":
         assert np.array_equal(got, clean[:, :, ::-1])
     elif family == "invert":
         assert np.array_equal(got, 255 - clean)
     elif family == "grayscale":
         assert np.array_equal(got[..., 0], got[..., 1]) and np.array_equal(got[..., 1], got[..., 2])
-    elif family in ("rotate90", "rotate270", "zoom_out"):
-        # Content is letterboxed: a black band on the left and right (or all around).
+    elif family == "zoom_out":
+        # shrunk by 1.2-1.4 and centred on black: a black band on every side
+        assert got[:2].max() == 0 and got[-2:].max() == 0
         assert got[:, :2].max() == 0 and got[:, -2:].max() == 0
-    elif family == "shuffle":
+    elif family in ("shuffle", "shuffle_derange"):
         source = draws["start"] + draws["order"][offset]
-        assert source != draws["start"] + offset and np.array_equal(got, clip.frames[source])
+        assert np.array_equal(got, clip.frames[source])
+        if family == "shuffle_derange":
+            assert source != draws["start"] + offset
+    elif family == "stutter":
+        held = stutter_offsets(draws["length"], draws["holds"])[offset]
+        assert np.array_equal(got, clip.frames[draws["start"] + held])
     elif family == "noise":
         diff = got.astype(float) - clean
         assert 20 < diff.std() < 80
@@ -135,7 +166,9 @@ def test_jigsaw_answer_restores_chronological_frames(samples, clips, all_variant
         shown = [p["frames"] for p in parts if p["type"] == "video"]
         n = sample["draws"]["clips"]
         assert len(shown) == n and len(sample["answer"]) == n
-        labels = [p["text"] for p in parts if p["type"] == "text" and p["text"].startswith("Clip ")]
+        # the clips first, each after its label, then the question
+        assert [p["type"] for p in parts] == ["text", "video"] * n + ["text"]
+        labels = [p["text"] for p in parts[:-1] if p["type"] == "text"]
         assert labels == [f"Clip {i}:" for i in range(1, n + 1)]
         restored = [path for label in sample["answer"] for path in shown[int(label) - 1]]
         clean = clean_paths(clip)
@@ -151,7 +184,10 @@ def test_jigsaw_answer_restores_chronological_frames(samples, clips, all_variant
         assert np.array_equal(got, want)
 
 
-FILL = {"circle": 1.0, "square": 2 / math.pi, "triangle": 3 * math.sqrt(3) / (4 * math.pi)}
+# Painted area / (pi * (size / 2) ** 2) of each shape: circle radius size // 2, square of side
+# 2 * (size // 2), triangle of base 2 * (size // 2) and height size * sqrt(3) / 2.
+FILL = {"circle": 1.0, "square": 4 / math.pi, "triangle": math.sqrt(3) / math.pi}
+COUNTED = ("circle", "square", "triangle")
 
 
 def _classify(area: float, size: float) -> str:
@@ -163,35 +199,45 @@ def test_counting_shapes_are_where_and_how_many_the_answer_says(samples, clips, 
     for sample in of_task(samples, "object_counting"):
         clip = clips[sample["video"]["path"]]
         frames = rendered_frames(sample, clip, real_videos)
-        counted = {shape: 0 for shape in FILL}
-        drawn_on = set()
-        for position, (got, clean) in enumerate(zip(frames, clip.frames)):
-            mask = np.any(got != clean, axis=2)
-            if not mask.any():
-                continue
-            drawn_on.add(position)
-            labels, found = ndimage.label(mask, structure=np.ones((3, 3)))
-            for component in range(1, found + 1):
-                blob = labels == component
-                ys, xs = np.nonzero(blob)
-                size = max(np.ptp(xs), np.ptp(ys)) + 1
-                instance = _instance_at(sample, position, xs.mean(), ys.mean())
-                counted[_classify(blob.sum(), instance["size"])] += 1
-                assert np.all(got[blob][len(got[blob]) // 2] == instance["colour"])
-                assert size <= instance["size"] + 2
+        draws = sample["draws"]
+        assert_paint_matches_draws(frames, clip, draws)
         truth = [int(x) for x in sample["answer"].split(",")]
-        assert [counted[s] for s in ("circle", "square", "triangle")] == truth
-        chosen = {f for spec in sample["draws"]["shapes"].values() for f in spec["frames"]}
-        assert drawn_on == chosen
-        for spec in sample["draws"]["shapes"].values():
-            assert all(b - a > 8 for a, b in zip(spec["frames"], spec["frames"][1:]))
-        top = 3 if sample["variant"] == "easy" else 4
+        assert truth == [sum(len(frame["instances"]) for frame in draws["shapes"][shape]["frames"])
+                         for shape in COUNTED]
+        drawn_on = {position for position, (got, clean) in enumerate(zip(frames, clip.frames))
+                    if np.any(got != clean)}
+        chosen = [frame["position"]
+                  for spec in draws["shapes"].values() for frame in spec["frames"]]
+        assert drawn_on == set(chosen) and len(chosen) == len(drawn_on)
+        for spec in draws["shapes"].values():
+            positions = [frame["position"] for frame in spec["frames"]]
+            assert all(b - a > 8 for a, b in zip(positions, positions[1:]))
+        top = 4 if sample["variant"].startswith("hard") else 3
         assert all(1 <= v <= top * top for v in truth)
+        if sample["variant"].endswith("_clean"):   # separate shapes: count them from the pixels
+            assert _counted_from_pixels(sample, frames, clip) == truth
+
+
+def _counted_from_pixels(sample, frames, clip) -> list[int]:
+    """Shapes per kind found as connected changed regions, each classified by its area."""
+    counted = {shape: 0 for shape in FILL}
+    for position, (got, clean) in enumerate(zip(frames, clip.frames)):
+        labels, found = ndimage.label(np.any(got != clean, axis=2), structure=np.ones((3, 3)))
+        for component in range(1, found + 1):
+            blob = labels == component
+            ys, xs = np.nonzero(blob)
+            shape, instance = _instance_at(sample, position, xs.mean(), ys.mean())
+            counted[_classify(blob.sum(), instance["size"])] += 1
+            assert np.all(got[blob][len(got[blob]) // 2] == instance["colour"])
+            assert max(np.ptp(xs), np.ptp(ys)) + 1 <= 2 * reach(shape, instance["size"])
+    return [counted[shape] for shape in COUNTED]
 
 
 def _instance_at(sample, position, x, y):
-    for spec in sample["draws"]["shapes"].values():
-        if position in spec["frames"]:
-            instances = spec["instances"][spec["frames"].index(position)]
-            return min(instances, key=lambda i: math.dist(i["centre"], (x, y)))
+    """(shape, recorded instance) nearest to (x, y) on the frame at `position`."""
+    for shape, spec in sample["draws"]["shapes"].items():
+        for frame in spec["frames"]:
+            if frame["position"] == position:
+                nearest = min(frame["instances"], key=lambda i: math.dist(i["centre"], (x, y)))
+                return shape, nearest
     raise AssertionError(f"shape drawn on frame {position}, which no draw chose")

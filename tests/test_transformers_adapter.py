@@ -127,7 +127,9 @@ def test_video_mode_prompt_keeps_clip_timing(adapters, viubench_testset):
     assert all(video.shape[0] == 3 and video.shape[-1] == 3 for video in prompt.videos)
     assert [m.frames_indices for m in prompt.metadata] == [[0, 4, 7]] * 6
     assert prompt.metadata[0].fps == pytest.approx(clips[0]["fps"])
-    kinds = [item["type"] for item in prompt.messages[0]["content"]]
+    system, user = prompt.messages
+    assert system == {"role": "system", "content": [{"type": "text", "text": jigsaw.system}]}
+    kinds = [item["type"] for item in user["content"]]
     assert kinds.count("video") == 6 and "image" not in kinds
 
 

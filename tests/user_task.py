@@ -14,6 +14,7 @@ class PlaybackDirection:
     protocol = FrameProtocol()
     variants = {"default": Variant("easy", {}, "forwards or backwards")}
     suites = {"direction": ("default",)}
+    reward_policies = ("strict",)
 
     def draw(self, rng, clip, variant, donors):
         return {"reversed": rng.random() < 0.5}
@@ -26,15 +27,19 @@ class PlaybackDirection:
         answer = "backwards" if draws["reversed"] else "forwards"
         return Rendered([VideoPart(order, clip.sample_fps), TextPart(question)], answer)
 
-    def parse(self, text, answer, strict=False):
+    def parse(self, text, answer, policy="lenient"):
+        if policy == "strict":
+            word = text.strip().lower()
+            ok = word in ("forwards", "backwards")
+            return Parsed(word) if ok else Parsed(error="not one word")
         found = re.findall(r"\b(forwards|backwards)\b", text.lower())
         return Parsed(found[-1]) if found else Parsed(error="neither forwards nor backwards")
 
     def metrics(self, parsed, answer):
         return {"score": float(parsed.ok and parsed.value == answer)}
 
-    def reward(self, text, answer):
-        return self.metrics(self.parse(text, answer, strict=True), answer)["score"]
+    def reward(self, parsed, answer):
+        return self.metrics(parsed, answer)["score"]
 
 
 TASK = PlaybackDirection()

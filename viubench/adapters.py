@@ -49,12 +49,21 @@ class Request:
     parts: tuple[Mapping[str, Any], ...]
     max_new_tokens: int
     timeline: Mapping[str, Any] = field(default_factory=dict)
+    system: str | None = None      # the sample's system instruction, sent as a system message
 
     def text_only(self) -> "Request":
         """The same request with every image and video part removed."""
         kept = tuple(part for part in self.parts if part["type"] == "text")
         return Request(self.id, self.task, self.variant, kept, self.max_new_tokens,
-                       self.timeline)
+                       self.timeline, self.system)
+
+    def system_messages(self, as_parts: bool = False) -> list[dict[str, Any]]:
+        """The system turn to put before the user turn ([] when the sample has none). Chat
+        templates of multimodal processors iterate content parts, so they get `as_parts`."""
+        if not self.system:
+            return []
+        content: Any = [{"type": "text", "text": self.system}] if as_parts else self.system
+        return [{"role": "system", "content": content}]
 
     def prompt_text(self, separator: str = "\n") -> str:
         return separator.join(part["text"] for part in self.parts if part["type"] == "text")

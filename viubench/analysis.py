@@ -5,11 +5,14 @@
   numeric knob with over 10 values is cut into 4 quantile bins. Runs may use other test sets.
 * items: per common sample, each run's score, the mean, and whether all runs fail / solve it;
   a histogram of the per-item mean per task.
-* shortcuts: non-visual runs (fingerprint `blind`, `constant`; `random` as reference) against
-  chance per variant on the common samples. Chance: expected score of `random_answer` by Monte
+* shortcuts: non-visual runs (fingerprint `blind`, `constant`; `random` as reference; `whole`
+  and `prior`, the answer-distribution baselines, in role `prior`) against chance per variant on
+  the common samples. Chance: expected score of `random_answer` by Monte
   Carlo (per-sample generator seeded by its id; 50 draws each, at most 40,000 in all, spread by a
   hash of the id); an item's chance is its draws' mean shrunk to the variant's by 4 pseudo-draws.
-  `leak`: a non-visual run's CI lower bound exceeds chance. Items scored above chance are listed.
+  `leak`: a non-visual run's CI lower bound exceeds chance. `above_chance`: a `prior` run's does
+  (the answer distribution itself is a shortcut worth that much). Items non-visual runs score
+  above chance are listed.
 
 CIs are `scoring.score_interval`, or past 5,000 (point, video) pairs in a run one bootstrap over
 its videos shared by all its points (as the leaderboard does). Files are read once each."""
@@ -32,7 +35,7 @@ from .testset import iter_samples, load_build
 
 KNOB_LEVELS, QUANTILE_BINS = 10, 4
 CHANCE_DRAWS, CHANCE_BUDGET, SHRINK = 50, 40_000, 4
-NON_VISUAL, REFERENCE = ("blind", "constant"), ("random",)
+NON_VISUAL, REFERENCE, PRIOR = ("blind", "constant"), ("random",), ("whole", "prior")
 EXACT_CLUSTERS = 5000
 Groups = Mapping[Hashable, tuple[list[float], list[str]]]
 
@@ -250,7 +253,7 @@ def _audit(runs: Sequence[_Run], items: Mapping[str, _Item],
         totals[(items[sid].task, items[sid].variant)] += (items[sid].chance_sum,
                                                           items[sid].chance_draws)
     chance = {key: s / d if d else float("nan") for key, (s, d) in sorted(totals.items())}
-    baselines = [run for run in runs if run.kind in NON_VISUAL + REFERENCE]
+    baselines = [run for run in runs if run.kind in NON_VISUAL + REFERENCE + PRIOR]
     rows = [] if baselines else [{"task": t, "variant": v, "run": "", "adapter": "",
                                   "role": "", "chance": _pct(c)} for (t, v), c in chance.items()]
     solved: list[dict[str, Any]] = []
@@ -259,16 +262,24 @@ def _audit(runs: Sequence[_Run], items: Mapping[str, _Item],
         groups = _grouped(((items[sid].task, items[sid].variant), run.scores[sid],
                            items[sid].video) for sid in ordered)
         intervals = _intervals(groups)
-        visual = run.kind in REFERENCE
-        found = {} if visual else _solved(run, items, ordered, chance)
+        role = _role(run.kind)
+        found = _solved(run, items, ordered, chance) if role == "non-visual" else {}
         for key in chance:
-            flag = "" if visual or not intervals[key][0] > chance[key] else "leak"
+            above = role != "reference" and intervals[key][0] > chance[key]
+            flag = ("leak" if role == "non-visual" else "above_chance") if above else ""
             rows.append({"task": key[0], "variant": key[1], "run": run.label,
-                         "adapter": run.kind, "role": "reference" if visual else "non-visual",
+                         "adapter": run.kind, "role": role,
                          **_stats(groups[key][0], intervals[key]), "chance": _pct(chance[key]),
                          "solved_items": len(found.get(key, ())), "flag": flag})
             solved += [{**row, "variant_flag": flag} for row in found.get(key, ())]
     return rows, solved
+
+
+def _role(kind: str) -> str:
+    """reference (random guessing), prior (answer-distribution baselines) or non-visual."""
+    if kind in REFERENCE:
+        return "reference"
+    return "prior" if kind in PRIOR else "non-visual"
 
 
 def _solved(run: _Run, items: Mapping[str, _Item], ordered: Sequence[str],
@@ -380,10 +391,11 @@ def _plot_audit(rows: Sequence[Mapping[str, Any]], path: str) -> None:
         _errorbars(plot, x, mine, fmt="o", color=f"C{number % 10}",
                    mfc="white" if mine[0]["role"] == "reference" else None,
                    label=f"{run} ({mine[0]['role']})")
-        for xi, row in ((xi, row) for xi, row in zip(x, mine) if row["flag"] == "leak"):
-            plot.annotate("leak", (xi, row["ci_high"] + 2), color="red", ha="center", fontsize=8)
+        for xi, row in ((xi, row) for xi, row in zip(x, mine) if row["flag"]):
+            plot.annotate(row["flag"], (xi, row["ci_high"] + 2), color="red", ha="center",
+                          fontsize=8)
     plot.set_xticks(range(len(keys)), keys, rotation=30, ha="right", fontsize=8)
     plot.set(ylim=(-4, 110), ylabel="score (x100)",
-             title="non-visual baselines against chance (leak: CI above chance)")
+             title="baselines against chance (leak / above_chance: CI above chance)")
     plot.legend(fontsize=8)
     figure.savefig(path, dpi=90)

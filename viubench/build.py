@@ -9,6 +9,7 @@ Layout of a test set:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -39,9 +40,18 @@ class BuildSpec:
     per_video: int = 1
     decoder: str = "pyav"
     extra_tasks: tuple[str, ...] = ()
+    max_pixels: int = 512 * 512   # frame area bound of every task (the paper's VIUBench: 512²;
+                                  # its training sets: 256² = 65536)
 
     def as_json(self) -> dict[str, Any]:
         return json.loads(canonical_json(asdict(self)))
+
+    def protocol(self, task: Task) -> FrameProtocol:
+        """The task's frame protocol under this build's pixel bound."""
+        if self.max_pixels < task.protocol.min_area:
+            raise ValueError(f"max_pixels {self.max_pixels} is below the smallest frame area"
+                             f" {task.protocol.min_area} of task {task.name}")
+        return dataclasses.replace(task.protocol, max_area=self.max_pixels)
 
 
 @dataclass
@@ -151,10 +161,11 @@ def render_video(spec: BuildSpec, out: str, loaded: LoadedVideo, chosen: list[tu
     started = time.perf_counter()
     paths = {p: FramePaths(clip, store.put) for p, clip in loaded.clips.items()}
     for task, variant in chosen:
-        donors = Donors(spec, task.protocol, candidates)
+        protocol = spec.protocol(task)
+        donors = Donors(spec, protocol, candidates)
         for replica in range(spec.per_video):
-            _make_sample(task, variant, loaded.clips[task.protocol], spec, replica, donors,
-                         paths[task.protocol], result)
+            _make_sample(task, variant, loaded.clips[protocol], spec, replica, donors,
+                         paths[protocol], result)
     result.timings["render"] = time.perf_counter() - started
     return result
 
@@ -163,7 +174,7 @@ def process_video(spec: BuildSpec, out: str, rel_path: str,
                   candidates: Sequence[str]) -> VideoResult:
     """Decode one video once and draw every selected sample from it (a worker's unit)."""
     chosen = _chosen(spec)
-    loaded = load_video(spec, rel_path, [task.protocol for task, _ in chosen])
+    loaded = load_video(spec, rel_path, [spec.protocol(task) for task, _ in chosen])
     with ThreadPoolExecutor(MEDIA_THREADS) as writers:
         store = MediaStore(out, writers)
         result = render_video(spec, out, loaded, chosen, candidates, store)
@@ -208,7 +219,7 @@ def _in_process(spec: BuildSpec, out: str, todo: Sequence[str],
     once its frames are on disk, while the next video is already being rendered.
     """
     chosen = _chosen(spec)
-    protocols = [task.protocol for task, _ in chosen]
+    protocols = [spec.protocol(task) for task, _ in chosen]
     with ThreadPoolExecutor(DECODE_AHEAD) as loader, ThreadPoolExecutor(MEDIA_THREADS) as writers:
         upcoming = [loader.submit(load_video, spec, rel, protocols)
                     for rel in todo[:DECODE_AHEAD]]

@@ -85,6 +85,9 @@ def _add_build_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--task-module", action="append", default=[], metavar="MODULE:ATTR",
                         help="load an extra task from user code")
+    parser.add_argument("--max-pixels", type=int, default=512 * 512, metavar="AREA",
+                        help="largest stored frame area, aspect kept (default 262144 = 512x512,"
+                             " the paper's VIUBench setting; 65536 = 256x256 for training sets)")
 
 
 def cmd_build(args: argparse.Namespace) -> int:
@@ -95,7 +98,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     tasks = load_tasks(args.task_module)
     selection = tuple(select(tasks, args.suite, args.tasks))
     spec = BuildSpec(os.path.abspath(args.videos), selection, args.seed, args.per_video,
-                     args.decoder, tuple(args.task_module))
+                     args.decoder, tuple(args.task_module), args.max_pixels)
     with VideoProgress(args.out) as progress:
         summary = build(spec, args.out, args.limit, args.workers, observer=progress)
     _print_build_summary(args.out, summary)

@@ -42,7 +42,7 @@ def read_clips(root: str, rel_path: str, protocols: Iterable[FrameProtocol], dec
     video_hash = file_hash(path)
     slot = {index: position for position, index in enumerate(wanted)}
     return {p: Clip(rel_path, video_hash, info, idx, _pick(frames, idx, wanted, slot),
-                    p.sample_fps(info), backend)
+                    p.sample_fps(info), backend, (p.min_area, p.max_area))
             for p in protocols for idx in [p.indices(info.frame_count, info.fps)]}
 
 

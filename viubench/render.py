@@ -77,7 +77,8 @@ def make_record(task: Task, variant: str, clip: Clip, draws: Mapping[str, Any], 
         "version": task.version,
         "video": video_record(clip),
         "frames": {"indices": clip.indices, "backend": clip.backend,
-                   "size": list(clip.size), "sample_fps": clip.sample_fps},
+                   "size": list(clip.size), "sample_fps": clip.sample_fps,
+                   "pixel_bounds": list(clip.pixel_bounds)},
         "seed": seed,
         "replica": replica,
         "draws": dict(draws),
@@ -87,5 +88,7 @@ def make_record(task: Task, variant: str, clip: Clip, draws: Mapping[str, Any], 
     path_of = paths.for_sample(stem)
     record["prompt"] = [part_record(part, path_of) for part in rendered.prompt]
     record["answer"] = rendered.answer
+    record["system"] = rendered.system
+    record["prompt_set"] = rendered.prompt_set
     record["id"] = sample_id(record)
     return record

@@ -2,8 +2,10 @@
 
 Every sample in the run's scope is in the denominator. A sample whose last record is an error,
 or that was never answered (an interrupted run), scores 0 and is counted as such; an answer that
-cannot be parsed scores 0 and is counted as a parse failure. The benchmark metric uses the
-lenient parser; the training reward uses the strict one; both parse outcomes are recorded.
+cannot be parsed scores 0 and is counted as a parse failure. Each reply is parsed once under
+every policy that matters (`viubench.answers`): the benchmark metric reads the `lenient` parse,
+each of the task's `reward_policies` (e.g. `strict`, `videossr`) gives a training reward. Every
+parsed value and parse error is recorded in `scores.jsonl`.
 """
 
 from __future__ import annotations
@@ -17,36 +19,45 @@ from . import __version__
 from .registry import load_tasks
 from .runner import latest, read_run, run_scope
 from .sample import append_jsonl, file_hash
+from .answers import LENIENT, STRICT
 from .scoring import score_interval
-from .task import Task
+from .task import Parsed, Task
 from .testset import SAMPLES, iter_samples, load_build
 
 SCORES, RESULTS = "scores.jsonl", "results.json"
 
 
+def reply_outcome(task: Task, text: str, answer: str) -> dict[str, Any]:
+    """A reply parsed under the lenient policy and every reward policy of its task: the parsed
+    values and errors per policy, the benchmark metrics and the reward per policy."""
+    policies = [LENIENT, *task.reward_policies]
+    parsed = {policy: task.parse(text, answer, policy) for policy in policies}
+    metrics = task.metrics(parsed[LENIENT], answer)
+    return {"parsed": {policy: _plain(p.value) for policy, p in parsed.items()},
+            "parse_errors": {policy: p.error for policy, p in parsed.items()},
+            "metrics": metrics, "score": metrics["score"],
+            "rewards": {policy: task.reward(parsed[policy], answer)
+                        for policy in task.reward_policies}}
+
+
+def _plain(value: Any) -> Any:
+    """A parsed value as JSON keeps it (tuples become lists)."""
+    return list(value) if isinstance(value, tuple) else value
+
+
 def sample_score(task: Task, sample: Mapping[str, Any],
                  prediction: Mapping[str, Any] | None) -> dict[str, Any]:
-    """One sample's outcome: status, parse results, metric values, reward."""
+    """One sample's outcome: status, what each policy parsed, metric values, rewards."""
     record: dict[str, Any] = {"id": sample["id"], "task": sample["task"],
                               "variant": sample["variant"], "video": sample["video"]["hash"]}
     if prediction is None or prediction["error"] is not None:
         status = "missing" if prediction is None else "error"
-        zero = {key: 0.0 for key in task.metrics(_unparsed(task, sample), sample["answer"])}
-        return {**record, "status": status, "parse_error": None, "strict_parse_error": None,
-                "error": prediction and prediction["error"], "metrics": zero, "score": 0.0,
-                "reward": 0.0}
-    text, answer = prediction["text"], sample["answer"]
-    lenient = task.parse(text, answer, strict=False)
-    strict = task.parse(text, answer, strict=True)
-    metrics = task.metrics(lenient, answer)
-    return {**record, "status": "answered", "parse_error": lenient.error,
-            "strict_parse_error": strict.error, "error": None, "metrics": metrics,
-            "score": metrics["score"], "reward": task.reward(text, answer)}
-
-
-def _unparsed(task: Task, sample: Mapping[str, Any]):
-    """A failed parse, to learn the names of a task's metrics (all zero for it)."""
-    return task.parse("", sample["answer"], strict=True)
+        zero = {key: 0.0 for key in task.metrics(Parsed(error=status), sample["answer"])}
+        return {**record, "status": status, "error": prediction and prediction["error"],
+                "parsed": {}, "parse_errors": {}, "metrics": zero, "score": 0.0,
+                "rewards": dict.fromkeys(task.reward_policies, 0.0)}
+    outcome = reply_outcome(task, prediction["text"], sample["answer"])
+    return {**record, "status": "answered", "error": None, **outcome}
 
 
 def score_run(rundir: str, testset: str | None = None) -> dict[str, Any]:
@@ -93,14 +104,26 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "score": 100 * sum(scores) / len(rows), "ci95": [100 * low, 100 * high],
         "metrics": {name: 100 * sum(r["metrics"][name] for r in rows) / len(rows)
                     for name in metric_names},
-        "reward": sum(row["reward"] for row in rows) / len(rows),
+        "rewards": _mean_rewards(rows),
         "answered": sum(row["status"] == "answered" for row in rows),
-        "parse_failures": sum(row["parse_error"] is not None for row in rows),
-        "strict_parse_failures": sum(row["status"] == "answered"
-                                     and row["strict_parse_error"] is not None for row in rows),
+        "parse_failures": _failures(rows, LENIENT),
+        "strict_parse_failures": _failures(rows, STRICT),
         "errors": sum(row["status"] == "error" for row in rows),
         "missing": sum(row["status"] == "missing" for row in rows),
     }
+
+
+def _mean_rewards(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """Mean reward per reward policy."""
+    policies = rows[0]["rewards"] if rows else {}
+    return {policy: sum(row["rewards"][policy] for row in rows) / len(rows)
+            for policy in policies}
+
+
+def _failures(rows: list[dict[str, Any]], policy: str) -> int:
+    """Answered samples whose reply did not parse under `policy` (0 if the task never uses it)."""
+    return sum(row["status"] == "answered" and row["parse_errors"].get(policy) is not None
+               for row in rows)
 
 
 def _totals(summaries) -> dict[str, int]:

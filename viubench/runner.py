@@ -126,7 +126,8 @@ def requests_of(testset: str, generation: GenerationSettings,
             return
         parts = tuple(_absolute(part, root) for part in record["prompt"])
         yield Request(record["id"], record["task"], record["variant"], parts,
-                      generation.tokens_for(record["task"]), record["frames"])
+                      generation.tokens_for(record["task"]), record["frames"],
+                      record.get("system"))
 
 
 def _absolute(part: Mapping[str, Any], root: str) -> dict[str, Any]:

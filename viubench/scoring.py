@@ -90,7 +90,9 @@ def wilson_interval(mean: float, n: int, z: float = 1.959964) -> tuple[float, fl
         return (float("nan"), float("nan"))
     centre = (mean + z * z / (2 * n)) / (1 + z * z / n)
     half = z * ((mean * (1 - mean) / n + z * z / (4 * n * n)) ** 0.5) / (1 + z * z / n)
-    return (max(0.0, centre - half), min(1.0, centre + half))
+    # Rounding can put a bound a hair past the mean (0/n gives 1e-17, not 0): clamp so the
+    # interval always holds its mean (plots draw mean - low as a non-negative error bar).
+    return (max(0.0, min(mean, centre - half)), min(1.0, max(mean, centre + half)))
 
 
 def normal_interval(values: Sequence[float], z: float = 1.959964) -> tuple[float, float]:

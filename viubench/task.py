@@ -51,6 +51,7 @@ class Clip:
     frames: np.ndarray       # uint8 [n, h, w, 3]
     sample_fps: float        # frames per second of the sampled timeline
     backend: str
+    pixel_bounds: tuple[int, int] = (0, 0)   # (min_area, max_area) the frame size obeys
 
     @property
     def size(self) -> tuple[int, int]:
@@ -59,8 +60,13 @@ class Clip:
 
 @dataclass(frozen=True)
 class Rendered:
+    """A sample's prompt parts and answer; `system` is the instruction sent as a system message
+    (None: none), and `prompt_set` names the versioned wording it comes from."""
+
     prompt: list[Part]
     answer: str
+    system: str | None = None
+    prompt_set: str = ""
 
 
 @dataclass(frozen=True)
@@ -139,11 +145,20 @@ class Task(Protocol):
     def render(self, clip: Clip, variant: str, draws: Mapping[str, Any],
                donors: DonorSource) -> Rendered: ...
 
-    def parse(self, text: str, answer: str, strict: bool = False) -> Parsed: ...
+    reward_policies: Sequence[str]        # parse policies (viubench.answers) rewards are read
+                                          # under, e.g. ("strict", "videossr")
 
-    def metrics(self, parsed: Parsed, answer: str) -> dict[str, float]: ...
+    def parse(self, text: str, answer: str, policy: str = "lenient") -> Parsed:
+        """The answer a reply states, under a parse policy of `viubench.answers.POLICIES`."""
+        ...
 
-    def reward(self, text: str, answer: str) -> float: ...
+    def metrics(self, parsed: Parsed, answer: str) -> dict[str, float]:
+        """Benchmark metrics of a (lenient) parse; "score" is the headline, 0 for a failure."""
+        ...
+
+    def reward(self, parsed: Parsed, answer: str) -> float:
+        """Training reward in [0, 1] of a parse under one of `reward_policies` (0 if it failed)."""
+        ...
 
     def random_answer(self, rng: random.Random, variant: str,
                       timeline: Mapping[str, Any]) -> str:
@@ -152,3 +167,9 @@ class Task(Protocol):
         ...
 
     def knobs(self, sample: Mapping[str, Any]) -> dict[str, Any]: ...  # optional: difficulty knobs
+
+    # Optional, for the `prior` and `whole` baselines (model_adapters/baselines.py):
+    # prior_answer(variant, timeline) -> str: the answer with the highest expected score under
+    #   the generator's own distribution, computed exactly (never from a test set's answers).
+    # whole_answer(variant, timeline) -> str: an answer covering the whole sampled timeline
+    #   (grounding: first to last sampled frame).

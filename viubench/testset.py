@@ -75,7 +75,7 @@ def _verify_video(spec: BuildSpec, tasks, store: MediaStore, path: str,
                   records: list[dict[str, Any]], seen_ids: set[str]) -> list[str]:
     problems: list[str] = []
     by_backend = {r["frames"]["backend"] for r in records}
-    protocols = [tasks[r["task"]].protocol for r in records]
+    protocols = [spec.protocol(tasks[r["task"]]) for r in records]
     try:
         clips = {b: read_clips(spec.videos, path, protocols, b) for b in by_backend}
     except (VideoError, OSError) as error:
@@ -86,13 +86,13 @@ def _verify_video(spec: BuildSpec, tasks, store: MediaStore, path: str,
             problems.append(f"{label}: duplicate id")
         seen_ids.add(record["id"])
         task = tasks[record["task"]]
-        clip = clips[record["frames"]["backend"]][task.protocol]
+        clip = clips[record["frames"]["backend"]][spec.protocol(task)]
         if clip.video_hash != record["video"]["hash"]:
             problems.append(f"{label}: the source video's content changed")
             continue
         media_problems: list[str] = []
         paths = FramePaths(clip, functools.partial(_checked, store, problems=media_problems))
-        donors = Donors(spec, task.protocol, [])
+        donors = Donors(spec, spec.protocol(task), [])
         try:
             again = make_record(task, record["variant"], clip, record["draws"], record["seed"],
                                 record["replica"], donors.source, paths)

@@ -56,7 +56,7 @@ class FrameProtocol:
 
     num_frames: int = 48
     window: tuple[float, float] = (0.05, 0.95)
-    max_area: int = 256 * 256
+    max_area: int = 512 * 512  # the paper's VIUBench evaluation bound (App. A.3)
     min_area: int = 128 * 128
     rate: float = 0.0        # rate mode: frames per second of video (0: uniform mode)
     min_frames: int = 0      # rate mode: the fewest frames sampled (short videos go faster)
