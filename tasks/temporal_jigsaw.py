@@ -119,8 +119,9 @@ def question(clips: int) -> str:
         f"The {clips} clips above are consecutive parts of one video, shown in a shuffled order"
         f" and labelled Clip 1 to Clip {clips} by the position they are shown in. Work out the"
         f" order in which they really happened. Answer with {_article(clips)} {clips}-digit"
-        f" number that lists the clip labels in playing order. For example, {example} would mean that Clip"
-        f" {example[0]} is the true beginning, {steps}, and Clip {example[-1]} is the end."
+        f" number that lists the clip labels in playing order. For example, {example} would"
+        f" mean that Clip {example[0]} is the true beginning, {steps}, and Clip {example[-1]}"
+        f" is the end."
     )
 
 

@@ -39,7 +39,7 @@ def test_viubench_suite_is_the_nine_paper_columns():
         ("anomaly_grounding", "zoom_out"), ("anomaly_grounding", "mirror"),
         ("anomaly_grounding", "shuffle"), ("temporal_jigsaw", "easy"),
         ("temporal_jigsaw", "hard")])
-    assert len(suites(load_tasks())["all"]) == 15 + 2 + 4 + 6
+    assert len(suites(load_tasks())["all"]) == 18 + 4 + 4 + 6
 
 
 def test_selection_filters_and_errors():
@@ -63,5 +63,38 @@ def test_records_carry_provenance(all_variants_testset):
         assert record["frames"]["backend"] == "pyav"
         assert record["video"]["hash"] and record["video"]["path"].endswith(".mp4")
         w, h = record["frames"]["size"]
-        assert 128 * 128 <= w * h <= 256 * 256
+        assert 128 * 128 <= w * h <= 512 * 512
+        assert record["frames"]["pixel_bounds"] == [128 * 128, 512 * 512]
         assert record["prompt"][-1]["type"] == "text" and record["answer"]
+
+
+def test_max_pixels_bounds_every_stored_frame_and_is_recorded(real_videos, tmp_path):
+    """`--max-pixels 65536` (the paper's training setting) gives <=256x256 frames, recorded in
+    build.json and in each sample; verify re-derives them under the same bound."""
+    import json
+    import os
+
+    from PIL import Image
+
+    from viubench.testset import verify
+
+    out = str(tmp_path / "small")
+    spec = BuildSpec(real_videos, (("object_counting", "easy"), ("temporal_jigsaw", "easy")),
+                     max_pixels=256 * 256)
+    build(spec, out, limit=2)
+    assert json.load(open(os.path.join(out, "build.json")))["spec"]["max_pixels"] == 65536
+    records = list(iter_samples(out))
+    assert records
+    for record in records:
+        w, h = record["frames"]["size"]
+        assert w * h <= 65536 and record["frames"]["pixel_bounds"] == [128 * 128, 65536]
+        frame = record["prompt"][0]["frames"][0] if record["prompt"][0]["type"] == "video" \
+            else record["prompt"][1]["frames"][0]
+        assert Image.open(os.path.join(out, frame)).size == (w, h)
+    assert verify(out).ok
+
+
+def test_max_pixels_below_the_smallest_frame_is_refused(real_videos, tmp_path):
+    spec = BuildSpec(real_videos, (("object_counting", "easy"),), max_pixels=100 * 100)
+    with pytest.raises(ValueError, match="max_pixels 10000 is below"):
+        build(spec, str(tmp_path / "tiny"))

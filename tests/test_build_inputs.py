@@ -26,7 +26,7 @@ FILTERS = ["anomaly_grounding:mirror", "anomaly_grounding:shuffle", "anomaly_gro
 RESUME_FILTERS = ["anomaly_grounding:swap", "object_counting:easy", "temporal_jigsaw:easy"]
 DUPLICATE = "zz_copy_of_h264.mp4"
 SERIES = 10
-LO, HI = 128 * 128, 256 * 256
+LO, HI = 128 * 128, 512 * 512   # the default frame-area bounds
 
 
 def selection(filters) -> tuple[tuple[str, str], ...]:

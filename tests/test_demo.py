@@ -15,8 +15,12 @@ def test_demo_builds_verifies_evaluates_and_publishes(tmp_path):
     assert "all match" in done.stdout
     with open(os.path.join(out, "leaderboard.csv")) as handle:
         rows = list(csv.DictReader(handle))
-    assert [r["model"] for r in rows[:2]] == ["random", "blind-constant"]
-    assert all(r["Overall n"] == "144" for r in rows[:2])
+    assert [r["model"] for r in rows[:4]] == ["random", "whole", "prior", "blind-constant"]
+    assert all(r["Overall n"] == "144" for r in rows[:4])
+    with open(os.path.join(out, "analysis", "shortcuts.csv")) as handle:
+        roles = {(r["run"], r["role"]) for r in csv.DictReader(handle)}
+    assert {("random", "reference"), ("whole", "prior"), ("prior", "prior"),
+            ("blind-constant", "non-visual")} <= roles
     assert any(r["model"] == "GPT-5" for r in rows)          # the paper's rows beside ours
     for name in ("leaderboard.html", "leaderboard-columns.png", "analysis/knobs.png",
                  "analysis/shortcuts.csv"):

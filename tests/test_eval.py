@@ -58,6 +58,15 @@ def test_constant_answers_score_as_computed_by_hand(viubench_testset, tmp_path):
         assert got[key]["score"] == 0 and got[key]["parse_failures"] == got[key]["n"] == 4
     scores = [json.loads(line) for line in open(os.path.join(run, "scores.jsonl"))]
     assert len(scores) == len(truth) and {s["status"] for s in scores} == {"answered"}
+    # Each reply is parsed under lenient and every reward policy; values and rewards recorded.
+    counting = next(s for s in scores if s["task"] == "object_counting")
+    assert counting["parsed"] == {"lenient": [1, 2, 3], "strict": [1, 2, 3],
+                                  "videossr": [1, 2, 3]}
+    assert set(counting["rewards"]) == {"strict", "videossr"}
+    grounding = next(s for s in scores if s["task"] == "anomaly_grounding")
+    assert grounding["parsed"]["strict"] is None and grounding["parse_errors"]["strict"]
+    assert grounding["rewards"] == {"strict": 0.0, "videossr": 0.0}
+    assert set(got["object_counting:easy"]["rewards"]) == {"strict", "videossr"}
 
 
 def test_random_baseline_is_seeded_per_sample_and_order_free(viubench_testset, tmp_path):

@@ -169,7 +169,7 @@ def test_max_frames_and_detail_shape_what_is_sent(viubench_testset, tmp_path):
         header, (record,) = evaluate(server, viubench_testset, str(tmp_path),
                                      "max_frames=5 detail=low", limit=1)
     (body,) = [r.body for r in server.received]
-    images = [p for p in body["messages"][0]["content"] if p["type"] == "image_url"]
+    images = [p for p in body["messages"][-1]["content"] if p["type"] == "image_url"]
     assert 0 < len(images) <= 5 * 8   # at most 5 per video part
     assert all(p["image_url"]["detail"] == "low" for p in images)
     assert record["info"]["frames_sent"] == len(images)

@@ -12,7 +12,7 @@ import clipmaker as cm
 from viubench.clips import read_clips
 from viubench.video import (FrameProtocol, VideoError, choose_backend, decode, fit_area, probe)
 
-LO, HI = 128 * 128, 256 * 256
+LO, HI = 128 * 128, 512 * 512   # the default frame-area bounds
 # FFmpeg may name the AV1 stream after the decoder it picked (see test_av1_codec_name).
 CODEC_NAMES = {"av1": {"av1", "libdav1d", "libaom-av1", "av1_cuvid", "av1_qsv"}}
 H264_CLIPS = [name for name, entry in cm.GOOD.items() if entry[3] == "h264"]
@@ -142,7 +142,7 @@ def test_upscaled_tiny_and_downscaled_big(clips):
     _, _, tiny_size, _ = _decoded(clips["tiny"])
     assert tiny_size == (148, 112) and 148 * 112 >= LO
     _, _, big_size, _ = _decoded(clips["big"])
-    assert big_size == (340, 192) and 340 * 192 <= HI
+    assert big_size == (682, 384) and 682 * 384 <= HI
     _, _, portrait_size, _ = _decoded(clips["portrait"])
     assert portrait_size == (144, 256)
 
@@ -211,14 +211,14 @@ def test_read_clips_auto_records_backend(clips):
     (128, 128, (128, 128)),
     (256, 256, (256, 256)),
     (200, 150, (200, 150)),
-    (1920, 1080, (340, 192)),
-    (1280, 720, (340, 192)),
-    (3840, 2160, (340, 192)),
+    (1920, 1080, (682, 384)),
+    (1280, 720, (682, 384)),
+    (3840, 2160, (682, 384)),
     (64, 48, (148, 112)),
     (97, 61, (162, 102)),
     (160, 96, (166, 100)),
     (144, 256, (144, 256)),
-    (1080, 1920, (192, 340)),
+    (1080, 1920, (384, 682)),
     (10, 10, (128, 128)),
 ])
 def test_fit_area_examples(width, height, expected):

@@ -146,9 +146,11 @@ def probe(path: str) -> VideoInfo:
                 kinds = ", ".join(sorted({str(s.type) for s in container.streams})) or "none"
                 raise VideoError(f"no video stream (streams found: {kinds})")
             stream = container.streams.video[0]
-            count = sum(1 for packet in container.demux(stream) if packet.size)
+            count, span = _demux_count(container, stream)
             fps = float(stream.average_rate or stream.guessed_rate or 0)
             duration = _duration(stream, container, count, fps)
+            if span and fps > 0 and span < duration - 2 / fps:
+                duration = span   # the header promises frames the file no longer holds
             # The codec's canonical name ("av1"), not the decoder's ("libdav1d").
             codec = stream.codec_context.codec.canonical_name
             info = VideoInfo(path, codec, stream.width, stream.height, count, fps, duration)
@@ -157,6 +159,23 @@ def probe(path: str) -> VideoInfo:
     if info.frame_count == 0 or info.width == 0:
         raise VideoError("the video stream holds no frames")
     return info
+
+
+def _demux_count(container, stream) -> tuple[int, float]:
+    """(packets holding data, seconds from the first packet's start to the last one's end, 0
+    where the packets carry no timestamps)."""
+    count, first, end = 0, None, None
+    for packet in container.demux(stream):
+        if not packet.size:
+            continue
+        count += 1
+        if packet.pts is not None:
+            first = packet.pts if first is None else min(first, packet.pts)
+            finish = packet.pts + (packet.duration or 0)
+            end = finish if end is None else max(end, finish)
+    if first is None or end is None or not stream.time_base:
+        return count, 0.0
+    return count, float((end - first) * stream.time_base)
 
 
 def _duration(stream, container, count: int, fps: float) -> float:
