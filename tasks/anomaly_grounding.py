@@ -229,7 +229,9 @@ def run_outcomes(frames: int, min_len: int, max_len: int, source_run: int,
                  shown_run: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(starts, ends, probabilities) of every shown run interval [start, end) the generator can
     draw: t uniform over min_len..max_len, then start uniform over 0..frames - source_run * t."""
-    starts, ends, weights = [], [], []
+    starts: list[int] = []
+    ends: list[int] = []
+    weights: list[float] = []
     lengths = range(min_len, max_len + 1)
     for t in lengths:
         places = frames - source_run * t + 1

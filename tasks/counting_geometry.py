@@ -203,8 +203,10 @@ def instance_mask(shape: str, instance: Instance, width: int, height: int) -> np
 
 def hidden_flags(masks: Sequence[np.ndarray]) -> list[bool]:
     """For masks in painting order: whether each is wholly covered by the masks painted later."""
+    if not masks:
+        return []
     flags = []
-    covered = np.zeros_like(masks[0]) if masks else None
+    covered = np.zeros_like(masks[0])
     for mask in reversed(masks):
         flags.append(bool(mask.any()) and not np.any(mask & ~covered))
         covered |= mask

@@ -149,10 +149,10 @@ _STRICT_COUNTS = re.compile(r"(\d+)\s*,\s*(\d+)\s*,\s*(\d+)")
 def counts(text: str, policy: str = LENIENT) -> Parsed:
     """[circles, squares, triangles] the reply states, under `policy` (see the module table)."""
     if check_policy(policy) == VIDEOSSR:
-        found = integers(re.findall(r"\d+", text or ""))
-        if found is None or len(found) != 3:
+        runs = integers(re.findall(r"\d+", text or ""))
+        if runs is None or len(runs) != 3:
             return Parsed(error="the reply does not hold exactly three digit runs")
-        return Parsed(found)
+        return Parsed(runs)
     found, marked = region(text, policy)
     if policy == STRICT:
         match = _STRICT_COUNTS.fullmatch(found)
