@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import Any, Sequence
 
 from viubench.adapters import (Adapter, AdapterSpec, Request, Response, adapter, create, failed,
@@ -27,7 +28,7 @@ from viubench.registry import load_tasks
 from viubench.sample import derive_rng
 
 
-class _TaskAnswers:
+class _TaskAnswers(ABC):
     """A baseline whose answer for each sample comes from the sample's task, never from the
     test set's answers."""
 
@@ -51,8 +52,9 @@ class _TaskAnswers:
             return failed("fatal", f"task {request.task!r} offers no {self.name} answer")
         return Response(text=text)
 
+    @abstractmethod
     def answer(self, task: Any, request: Request) -> str | None:
-        raise NotImplementedError
+        """This baseline's answer text for `request`, or None when `task` offers none."""
 
     def random(self, task: Any, request: Request) -> str | None:
         """The task's random answer, seeded by (seed, sample id)."""
@@ -66,7 +68,8 @@ class _TaskAnswers:
                 "tasks": {name: task.version for name, task in sorted(self.tasks.items())}}
 
     def close(self) -> None:
-        pass
+        """Nothing to release: the baselines hold no model, file or connection."""
+        return None
 
 
 @adapter("random")

@@ -109,12 +109,23 @@ def place_videossr(rng: random.Random, shape: str, count: int, width: int,
     low, high = size_bounds(width, height)
     placed: list[dict[str, Any]] = []
     for _ in range(count):
-        colour = [rng.randint(50, 255) for _ in range(3)]
-        size = rng.randint(low, high)
+        colour, size = _colour_and_size(rng, low, high)
         centre = videossr_centre(rng, size, [p["centre"] for p in placed], width, height)
-        placed.append({"centre": centre, "size": size, "colour": colour,
-                       "angle": rng.uniform(0, 360)})
+        placed.append(_instance(rng, centre, size, colour))
     return placed
+
+
+def _colour_and_size(rng: random.Random, low: int, high: int) -> tuple[list[int], int]:
+    """An instance's colour (each channel 50..255), then its size (low..high), drawn in the
+    authors' order."""
+    colour = [rng.randint(50, 255) for _ in range(3)]
+    return colour, rng.randint(low, high)
+
+
+def _instance(rng: random.Random, centre: list[int], size: int,
+              colour: list[int]) -> dict[str, Any]:
+    """An instance record; its angle is drawn last, after the centre, as the authors draw it."""
+    return {"centre": centre, "size": size, "colour": colour, "angle": rng.uniform(0, 360)}
 
 
 def place_clean(rng: random.Random, shape: str, count: int, width: int,
@@ -124,13 +135,11 @@ def place_clean(rng: random.Random, shape: str, count: int, width: int,
     for _ in range(CLEAN_TRIES):
         placed: list[dict[str, Any]] = []
         for _ in range(count):
-            colour = [rng.randint(50, 255) for _ in range(3)]
-            size = rng.randint(low, high)
+            colour, size = _colour_and_size(rng, low, high)
             centre = _separate_centre(rng, shape, size, placed, width, height)
             if centre is None:
                 break
-            placed.append({"centre": centre, "size": size, "colour": colour,
-                           "angle": rng.uniform(0, 360)})
+            placed.append(_instance(rng, centre, size, colour))
         if len(placed) == count:
             return placed
     raise TaskSkip(f"cannot place {count} separate {shape}s on a {width}x{height} frame")

@@ -34,7 +34,7 @@ import random
 from fractions import Fraction
 from typing import Any, Mapping
 
-from viubench.answers import STRICT, VIDEOSSR
+from viubench.answers import LENIENT, STRICT, VIDEOSSR
 from viubench.task import Clip, Columns, DonorSource, FrameRef, Parsed, Rendered, TaskSkip
 from viubench.task import TextPart, Variant, VideoPart
 from viubench.video import FrameProtocol
@@ -163,7 +163,7 @@ class ObjectCounting:
                         ",".join(map(str, answer_counts(draws))),
                         system=prompts.SYSTEM, prompt_set=prompts.PROMPT_SET)
 
-    def parse(self, text: str, answer: str, policy: str = "lenient") -> Parsed:
+    def parse(self, text: str, answer: str, policy: str = LENIENT) -> Parsed:
         return parsing.counts(text, policy)
 
     def metrics(self, parsed: Parsed, answer: str) -> dict[str, float]:
