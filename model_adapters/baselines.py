@@ -1,4 +1,5 @@
-"""Reference adapters that need no model: `random`, `constant`, and `blind:<spec>`.
+"""Reference adapters that need no model: `random`, `whole`, `prior`, `similarity`, `constant`,
+and `blind:<spec>`.
 
 * `random [seed=N]`: a uniformly random answer of the right form for each sample, drawn by the
   sample's task (`Task.random_answer`): counting draws each shape's count from 1..9 (easy) or
@@ -12,6 +13,10 @@
 * `prior`: the best fixed answer of each variant under the generator's own distribution,
   computed exactly by the task (`Task.prior_answer`), never from the test set's answers: what a
   blind model that learned the answer distribution would score.
+* `similarity solver=context|continuity [order=random|border] [measure=block-ssim|dhash]`: a
+  solver that compares the prompt's pixels and never looks at meaning (`Task.similarity_answer`;
+  MVP has it): `context` takes the candidates least like any shown frame, `continuity` those
+  most like the gap's borders; the picks are ordered at random (default) or by border.
 * `constant text=...`: the same text for every sample (a shortcut probe: e.g. `1,1,1`).
 * `blind:<spec>`: asks the adapter `<spec>` with every image and video part removed, so the
   model sees only the words. Items a blind model solves above chance leak their answer.
@@ -47,7 +52,10 @@ class _TaskAnswers(ABC):
         task = self.tasks.get(request.task)
         if task is None:
             return failed("fatal", f"unknown task {request.task!r}")
-        text = self.answer(task, request)
+        try:
+            text = self.answer(task, request)
+        except (ValueError, OSError) as error:
+            return failed("fatal", f"{self.name}: {error}")
         if text is None:
             return failed("fatal", f"task {request.task!r} offers no {self.name} answer")
         return Response(text=text)
@@ -104,6 +112,29 @@ class PriorAdapter(_TaskAnswers):
         if not hasattr(task, "prior_answer"):
             return None
         return task.prior_answer(request.variant, request.timeline)
+
+
+@adapter("similarity")
+class SimilarityAdapter(_TaskAnswers):
+    """A pixel-similarity solver of the sample's task (shortcut audit; see the module doc)."""
+
+    name = "similarity"
+
+    def __init__(self, target: str = "", seed: str = "0", task_module: str = "",
+                 solver: str = "context", order: str = "random",
+                 measure: str = "block-ssim") -> None:
+        super().__init__(target, seed, task_module)
+        self.solver, self.order, self.measure = solver or target, order, measure
+
+    def answer(self, task: Any, request: Request) -> str | None:
+        if not hasattr(task, "similarity_answer"):
+            return None
+        rng = derive_rng(self.seed, "similarity-baseline", request.id)
+        return task.similarity_answer(request, self.solver, self.measure, self.order, rng)
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "solver": self.solver, "order": self.order,
+                "measure": self.measure}
 
 
 @adapter("constant")

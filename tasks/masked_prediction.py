@@ -1,23 +1,27 @@
 """Masked Video Prediction, MVP (Sun, Wu, Ding, Xu 2026, arXiv 2601.03781): a visual cloze.
 
-Frames are sampled at 1 fps (a video too short for 48 frames that way is sampled faster, so at
-least 48; a long one keeps its central 240 s). From a random start, a frame is kept only if its
-similarity to the last kept frame is <= kappa, until N frames are kept (the context). A
+Sampling (tasks/masked_draws.py): the video's central 90% is decoded at 1 fps, faster where
+that gives fewer than 96 frames (every frame of a window holding fewer; under 48 the video is
+too short), and a long video keeps its central 240 s. The sample is
+drawn on a grid of those frames, the sparsest that works: the one closest to 1 fps first, then
+denser ones. From a random start on the grid a frame is kept only if it is not a near-duplicate
+(similarity > kappa) of the last kept frame, until N frames are kept (the context). A
 continuous run of m of them, never the first or the last, is masked: each masked frame is shown
 as a grey, striped gap frame, so the gap's length is visible. The pool holds the m targets and
 l distractors, shuffled and labelled Candidate 1..m+l. Answer: the m target labels in temporal
 order, e.g. `3,7,1`.
 
-Distractors are never near-duplicates of a target (similarity to every target <= kappa) and
-never a frame shown in the context. Kinds: `neighbour` (frames of the same video near the run,
-outside the stretch between the context frames that border the gap), `boundary` (the nearest
-such frames), `mirror` (targets mirrored left to right, topped up with neighbours when a mirror
-is a near-duplicate), `donor` (frames of another video of the build).
+A distractor is a near-duplicate of no context frame (shown or masked) and of no other
+distractor, so "reject what is already visible" finds nothing. Kinds: `neighbour` (grid frames
+outside the context's span within `radius_s` seconds of the gap, drawn at random), `boundary`
+(the nearest such frames), `mirror` (targets mirrored left to right, topped up with
+neighbours), `donor` (frames of another video of the build).
 
-Similarity is pluggable: `dhash` (default, no weights: 256-bit difference hash of a 17x16
-grayscale thumbnail; similarity = fraction of equal bits) or `package.module:attr`, a function
-mapping uint8 frames [n, h, w, 3] to embeddings [n, d] (similarity = cosine). The one used, kappa
-and every similarity that decided a frame are recorded in the sample's draws.
+Similarity (tasks/frame_similarity.py): `block-ssim` by default (the SSIM of the least similar
+block of an 8x8 grid on a 64x64 grayscale thumbnail, kappa 0.9), `dhash`, or
+`package.module:attr`, a user's embedder (cosine). The measure, kappa, the grid's rate and every
+similarity that decided a frame are recorded in the sample's draws, and rendering re-checks them
+(so `verify` re-derives every rule from the pixels).
 
 Metrics (lenient parse): exact match (headline), selection F1 = 2|P & T| / (|P| + |T|) over the
 named labels P (a repeated label counts once in P & T but twice in |P|) and the targets T, order
@@ -33,78 +37,49 @@ import math
 import random
 import re
 from dataclasses import replace
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
-from PIL import Image
 
+from viubench.media import load_frame
 from viubench.answers import LENIENT, STRICT, VIDEOSSR, check_policy
 from viubench.scoring import footrule_score
 from viubench.task import (Clip, Columns, DonorSource, FrameRef, ImagePart, Parsed, Part,
                            Rendered, TaskSkip, TextPart, Variant, VideoPart)
 from viubench.video import FrameProtocol
 
+from . import prompts
+from .frame_similarity import Measure, Similarities
+from .masked_solvers import solve
+from .masked_draws import (Candidate, Gap, chains, most_distinct, neighbours, shuffled, spread,
+                           strides)
 from .parsing import integers, label_runs, pick, region
 
-PROTOCOL = FrameProtocol(num_frames=240, rate=1.0, min_frames=48)
+PROTOCOL = FrameProtocol(num_frames=240, rate=1.0, min_frames=48, dense_frames=96)
 KINDS = ("neighbour", "boundary", "mirror", "donor")
+PROMPT_SET = "viubench-mvp-2"
+MAX_OPTIONS = 400     # (start, gap position) pairs tried per grid before trying a denser one
+RADIUS_S = 30.0
 
 
 def _variant(difficulty: str, context: int, masked: int, distractors: int, kind: str,
-             radius: int | None, kappa: float = 0.9) -> Variant:
-    words = (f"{context} context frames, {masked} masked, {distractors} {kind} distractors,"
-             f" kappa {kappa}")
+             radius_s: float | None, kappa: float = 0.9) -> Variant:
+    near = f" within {radius_s:g} s of the gap" if radius_s is not None else ""
+    words = (f"{context} context frames, {masked} masked, {distractors} {kind} distractors"
+             f"{near}, kappa {kappa}")
     return Variant(difficulty, {"context": context, "masked": masked, "distractors": distractors,
-                                "kind": kind, "radius": radius, "kappa": kappa,
-                                "similarity": "dhash"}, words)
+                                "kind": kind, "radius_s": radius_s, "kappa": kappa,
+                                "similarity": "block-ssim"}, words)
 
 
 VARIANTS = {
-    "mvp-easy": _variant("easy", 8, 2, 3, "neighbour", None),
-    "standard": _variant("standard", 12, 3, 5, "neighbour", 12),
+    "mvp-easy": _variant("easy", 8, 2, 3, "neighbour", RADIUS_S),
+    "standard": _variant("standard", 12, 3, 5, "neighbour", RADIUS_S),
     "mvp-hard": _variant("hard", 16, 4, 8, "boundary", None),
     "boundary": _variant("standard", 12, 3, 5, "boundary", None),
-    "mirrored": _variant("standard", 12, 3, 5, "mirror", 12),
+    "mirrored": _variant("standard", 12, 3, 5, "mirror", RADIUS_S),
     "other_video": _variant("standard", 12, 3, 5, "donor", None),
 }
-
-
-class DHash:
-    """Difference hash: 16x17 grayscale thumbnail, 256 bits 'brighter than the left pixel'."""
-
-    name = "dhash"
-
-    def describe(self, frames: np.ndarray) -> np.ndarray:
-        bilinear = Image.Resampling.BILINEAR
-        rows = [np.asarray(Image.fromarray(f).convert("L").resize((17, 16), bilinear),
-                           dtype=np.int16) for f in frames]
-        return np.array([(g[:, 1:] > g[:, :-1]).ravel() for g in rows], dtype=np.int32)
-
-    def compare(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        """Fraction of equal bits, [len(a), len(b)] (exact multiples of 1/256)."""
-        return (a @ b.T + (1 - a) @ (1 - b).T) / a.shape[1]
-
-
-class Embedder:
-    """Cosine similarity of the embeddings of a user's function (e.g. a CLIP image tower)."""
-
-    def __init__(self, reference: str) -> None:
-        from viubench.registry import load_object
-
-        self.name = reference
-        self.embed: Callable[[np.ndarray], Any] = load_object(reference)
-
-    def describe(self, frames: np.ndarray) -> np.ndarray:
-        vectors = np.asarray(self.embed(frames), dtype=np.float64).reshape(len(frames), -1)
-        return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-
-    def compare(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        return a @ b.T
-
-
-def similarity(name: str) -> DHash | Embedder:
-    """The similarity named by a variant: `dhash` or `package.module:attr` (an embedder)."""
-    return DHash() if name == "dhash" else Embedder(name)
 
 
 def gap_frame(size: tuple[int, int]) -> np.ndarray:
@@ -121,7 +96,7 @@ class MaskedPrediction:
     its own kappa); give such a copy its own `name`, e.g. in a module loaded by --task-module:
     `TASK = MaskedPrediction("mvp_clip", similarity="my_pkg.clip:embed", kappa=0.95)`."""
 
-    version = "1"
+    version = "2"
     protocol = PROTOCOL
     suites = {"mvp": ("mvp-easy", "mvp-hard")}
     reward_policies = (STRICT,)
@@ -136,56 +111,73 @@ class MaskedPrediction:
                      if v is not None}
         self.variants = {key: replace(v, params={**v.params, **overrides})
                          for key, v in VARIANTS.items()}
-        self._sims: dict[tuple, Any] = {}   # measures, and descriptors of the last clips
+        self._similarities = Similarities()
 
     def draw(self, rng: random.Random, clip: Clip, variant: str,
              donors: DonorSource) -> dict[str, Any]:
         params = self.variants[variant].params
-        n, m, kappa = params["context"], params["masked"], params["kappa"]
         sim = self._matrix(clip, params["similarity"])
-        chains = _chains(sim, kappa, n)
-        if not chains:
-            best = max(len(_chain(sim, kappa, s, len(sim))) for s in range(len(sim)))
-            raise TaskSkip(f"too few distinct frames: at most {best} of the {len(sim)} sampled"
-                           f" frames differ (similarity <= {kappa}), {n} needed")
         donor = _donor(rng, clip, donors) if params["kind"] == "donor" else None
-        options = [(start, at) for start in sorted(chains) for at in range(1, n - m)]
+        reason = ""
+        for stride in strides(clip.sample_fps):
+            found = self._draw_on_grid(rng, clip, params, sim, stride, donor)
+            if isinstance(found, str):
+                reason = found
+                continue
+            gap, pool = found
+            pool = [{"kind": "target", "position": p} for p in gap.targets] + pool
+            rng.shuffle(pool)
+            draws = {"similarity": self._measure(params["similarity"]).name,
+                     "kappa": params["kappa"], "context_frames": len(gap.context),
+                     "masked": gap.masked, "distractors": params["distractors"],
+                     "kind": params["kind"], "radius_s": params["radius_s"], "stride": stride,
+                     "sample_rate": round(clip.sample_fps / stride, 4),
+                     "context": gap.context, "gap_start": gap.at, "pool": pool,
+                     "context_similarity": _chain_similarity(sim, gap.context)}
+            if donor is not None:
+                draws["donor"] = {"path": donor.video_path, "hash": donor.video_hash}
+            return draws
+        raise TaskSkip(reason)
+
+    def _draw_on_grid(self, rng: random.Random, clip: Clip, params: Mapping[str, Any],
+                      sim: np.ndarray, stride: int,
+                      donor: Clip | None) -> tuple[Gap, list[dict[str, Any]]] | str:
+        """A gap and its distractors on the grid of every `stride`-th frame, or why not."""
+        n, m, kappa = params["context"], params["masked"], params["kappa"]
+        grid = list(range(0, len(sim), stride))
+        on_grid = sim[np.ix_(grid, grid)]
+        found = chains(on_grid, kappa, n)
+        rate = f"{clip.sample_fps / stride:.2f} fps"
+        if not found:
+            return (f"too few distinct frames: at most {most_distinct(on_grid, kappa)} of the"
+                    f" {len(grid)} frames sampled at {rate} differ (similarity <= {kappa}),"
+                    f" {n} needed")
+        options = [(start, at) for start in sorted(found) for at in range(1, n - m)]
         rng.shuffle(options)
-        for start, at in options:
-            context = chains[start]
-            chosen = self._distractors(rng, clip, params, sim, context, at, donor)
-            if chosen is not None:
-                break
-        else:
-            raise TaskSkip(f"no masked run of {m} frames has {params['distractors']}"
-                           f" {params['kind']} distractors that are not near-duplicates of it")
-        targets = [{"kind": "target", "position": p} for p in context[at:at + m]]
-        pool = targets + chosen
-        rng.shuffle(pool)
-        draws = {"similarity": self._sim(params["similarity"]).name, "kappa": kappa,
-                 "context_frames": n, "masked": m, "distractors": params["distractors"],
-                 "kind": params["kind"], "radius": params["radius"], "context": context,
-                 "gap_start": at, "pool": pool,
-                 "context_similarity": [round(float(sim[a, b]), 4)
-                                        for a, b in zip(context, context[1:])]}
-        if donor is not None:
-            draws["donor"] = {"path": donor.video_path, "hash": donor.video_hash}
-        return draws
+        for start, at in options[:MAX_OPTIONS]:
+            gap = Gap([grid[p] for p in found[start]], at, m)
+            pool = self._distractors(rng, clip, params, sim, grid, gap, donor)
+            if pool is not None:
+                return gap, pool
+        near = "" if params["radius_s"] is None else f" within {params['radius_s']:g} s"
+        return (f"no masked run of {m} frames at {rate} has {params['distractors']}"
+                f" {params['kind']} distractors{near} that are near-duplicates of no context"
+                f" frame and of each other")
 
     def render(self, clip: Clip, variant: str, draws: Mapping[str, Any],
                donors: DonorSource) -> Rendered:
         context, at, m = draws["context"], draws["gap_start"], draws["masked"]
-        pool = draws["pool"]
+        pool, rate = draws["pool"], draws["sample_rate"]
+        donor = _reload_donor(clip, draws, donors) if "donor" in draws else None
+        self._recheck(clip, draws, donor)
         gap = gap_frame(clip.size)
         shown: list[FrameRef] = [*context[:at], *[gap] * m, *context[at + m:]]
-        donor = _reload_donor(clip, draws, donors) if "donor" in draws else None
-        spacing = 1 / clip.sample_fps
         parts: list[Part] = [
             TextPart(f"The video below shows {len(context)} frames of a longer video in their"
-                     f" order (sampled every {spacing:.1f} s, near-identical frames skipped)."
+                     f" order (sampled every {1 / rate:.2g} s, near-identical frames skipped)."
                      f" A continuous stretch of {m} frames is hidden: each hidden frame is"
                      " replaced by a grey frame with dark diagonal stripes."),
-            VideoPart(shown, clip.sample_fps),
+            VideoPart(shown, rate),
             TextPart(f"Here are {len(pool)} candidate frames in random order: the {m} hidden"
                      f" frames and {len(pool) - m} others that were not hidden."),
         ]
@@ -199,7 +191,7 @@ class MaskedPrediction:
         where = {entry["position"]: label for label, entry in enumerate(pool, start=1)
                  if entry["kind"] == "target"}
         answer = ",".join(str(where[p]) for p in context[at:at + m])
-        return Rendered(parts, answer)
+        return Rendered(parts, answer, system=prompts.SYSTEM, prompt_set=PROMPT_SET)
 
     def parse(self, text: str, answer: str, policy: str = LENIENT) -> Parsed:
         """The m candidate numbers of the reply; `answer` only tells how many to expect. The
@@ -252,91 +244,143 @@ class MaskedPrediction:
                 "distractors": d["distractors"], "kappa": d["kappa"], "kind": d["kind"],
                 "gap_start": d["gap_start"]}
 
-    # -- similarity and distractors ---------------------------------------------------------
+    def similarity_answer(self, request: Any, solver: str, measure: str, order: str,
+                          rng: random.Random) -> str:
+        """The answer of a solver that compares pixels only (tasks/masked_solvers.py); the
+        `similarity` baseline adapter asks for it to audit a test set."""
+        parts = request.parts
+        video = next(part for part in parts if part["type"] == "video")
+        first = load_frame(video["frames"][0])
+        gap = gap_frame((first.shape[1], first.shape[0]))
+        return solve(parts, gap, self._measure(measure), solver, order, rng)
 
-    def _sim(self, name: str) -> DHash | Embedder:
-        key = ("measure", name)
-        if key not in self._sims:
-            self._sims[key] = similarity(name)
-        return self._sims[key]
+    # -- distractors ------------------------------------------------------------------------
 
-    def _describe(self, clip: Clip, name: str) -> np.ndarray:
-        """Descriptors of a clip's frames, cached for the last few clips (one per video)."""
-        key = ("describe", name, clip.video_hash, clip.backend, clip.size, tuple(clip.indices))
-        if key not in self._sims:
-            if len(self._sims) > 8:
-                self._sims = {k: v for k, v in self._sims.items() if k[0] == "measure"}
-            self._sims[key] = self._sim(name).describe(clip.frames)
-        return self._sims[key]
+    def _measure(self, name: str) -> Measure:
+        return self._similarities.measure(name)
 
     def _matrix(self, clip: Clip, name: str) -> np.ndarray:
-        described = self._describe(clip, name)
-        return self._sim(name).compare(described, described)
+        return self._similarities.matrix(clip, name)
 
     def _distractors(self, rng: random.Random, clip: Clip, params: Mapping[str, Any],
-                     sim: np.ndarray, context: list[int], at: int,
+                     sim: np.ndarray, grid: list[int], gap: Gap,
                      donor: Clip | None) -> list[dict[str, Any]] | None:
-        """`l` distractor entries for the run context[at:at+m], or None if there are too few."""
-        m, count, kappa, kind = (params["masked"], params["distractors"], params["kappa"],
-                                 params["kind"])
-        targets = context[at:at + m]
-        name = params["similarity"]
-        if kind == "donor":
-            assert donor is not None
-            scores = self._sim(name).compare(self._describe(donor, name),
-                                             self._describe(clip, name)[targets]).max(axis=1)
-            valid = [p for p in range(len(scores)) if scores[p] <= kappa]
-            if len(valid) < count:
-                return None
-            return [_entry("donor", p, scores[p]) for p in sorted(rng.sample(valid, count))]
-        chosen: list[dict[str, Any]] = []
-        if kind == "mirror":
-            mirrors = np.ascontiguousarray(clip.frames[targets][:, :, ::-1])
-            scores = self._sim(name).compare(self._sim(name).describe(mirrors),
-                                             self._describe(clip, name)[targets]).max(axis=1)
-            chosen = [_entry("mirror", p, s) for p, s in zip(targets, scores) if s <= kappa]
-            chosen = rng.sample(chosen, min(count, len(chosen)))
-        low, high = context[at - 1], context[at + m]
-        shown = set(context)
-        near = [(p, low - p if p < low else p - high, sim[p, targets].max())
-                for p in range(len(sim)) if (p < low or p > high) and p not in shown]
-        near = [item for item in near if item[2] <= kappa
-                and (params["radius"] is None or item[1] <= params["radius"])]
-        wanted = count - len(chosen)
-        if len(near) < wanted:
-            return None
+        """`l` distractor entries for `gap`, or None if there are too few."""
+        kappa, kind = params["kappa"], params["kind"]
+        frames = _Frames(self._similarities, params["similarity"], clip, sim, gap, donor)
+        radius = None if params["radius_s"] is None else params["radius_s"] * clip.sample_fps
+        near = [("neighbour", p) for p in neighbours(grid, gap, radius)]
+        near = frames.admissible(near, kappa)
         if kind == "boundary":
-            picked = sorted(near, key=lambda item: (item[1], item[0]))[:wanted]
+            ordered = near
+        elif kind == "mirror":
+            ordered = (shuffled(rng, frames.admissible(frames.mirrors(), kappa))
+                       + shuffled(rng, near))
+        elif kind == "donor":
+            ordered = shuffled(rng, frames.admissible(frames.donors(), kappa))
         else:
-            picked = rng.sample(near, wanted)
-        return chosen + [_entry("neighbour", p, s) for p, _, s in sorted(picked)]
+            ordered = shuffled(rng, near)
+        picked = spread(ordered, frames.similar, kappa, params["distractors"])
+        return None if picked is None else [frames.entry(c) for c in picked]
+
+    def _recheck(self, clip: Clip, draws: Mapping[str, Any], donor: Clip | None) -> None:
+        """Re-measure every similarity the draws record and re-apply the rules; TaskSkip if a
+        recorded value or rule does not hold for these pixels."""
+        kappa = draws["kappa"]
+        sim = self._matrix(clip, draws["similarity"])
+        gap = Gap(list(draws["context"]), draws["gap_start"], draws["masked"])
+        frames = _Frames(self._similarities, draws["similarity"], clip, sim, gap, donor)
+        problems = []
+        if _chain_similarity(sim, gap.context) != draws["context_similarity"] or any(
+                s > kappa for s in draws["context_similarity"]):
+            problems.append("the context's consecutive similarities")
+        chosen = [(e["kind"], e["position"]) for e in draws["pool"] if e["kind"] != "target"]
+        for entry in draws["pool"]:
+            if entry["kind"] != "target" and frames.entry(
+                    (entry["kind"], entry["position"])) != dict(entry):
+                problems.append(f"distractor {entry['kind']} {entry['position']}")
+        if spread(chosen, frames.similar, kappa, len(chosen)) != chosen:
+            problems.append("distractors that are near-duplicates of each other")
+        if any(max(e.get("similarity", 0), e.get("context_similarity", 0)) > kappa
+               for e in draws["pool"]):
+            problems.append("a distractor that is a near-duplicate of a context frame")
+        if problems:
+            raise TaskSkip(f"the recorded draws do not hold for these frames: {problems[0]}")
+
 
 
 # Labels joined by commas, semicolons, arrows or whitespace, each optionally written `#3`.
 _SEP = r"\s*(?:(?:,|;|->|→|>)\s*)?"
 
 
-def _entry(kind: str, position: int, score: float) -> dict[str, Any]:
-    """A distractor: where it comes from, and its highest similarity to any target."""
-    return {"kind": kind, "position": int(position), "similarity": round(float(score), 4)}
+class _Frames:
+    """Where distractors may come from (the clip's own frames, its mirrored targets, a donor
+    video's frames) and how alike each is to the gap's context frames and to each other."""
+
+    def __init__(self, similarities: Similarities, name: str, clip: Clip, sim: np.ndarray,
+                 gap: Gap, donor: Clip | None) -> None:
+        self.measure = similarities.measure(name)
+        self.described = similarities.describe(clip, name)
+        self.clip, self.sim, self.gap = clip, sim, gap
+        self.donor = None if donor is None else similarities.describe(donor, name)
+        self._mirrored: np.ndarray | None = None
+
+    def mirrors(self) -> list[Candidate]:
+        return [("mirror", p) for p in self.gap.targets]
+
+    def donors(self) -> list[Candidate]:
+        assert self.donor is not None
+        return [("donor", p) for p in range(len(self.donor))]
+
+    def descriptor(self, candidate: Candidate) -> np.ndarray:
+        source, position = candidate
+        if source == "neighbour":
+            return self.described[position]
+        if source == "donor":
+            assert self.donor is not None
+            return self.donor[position]
+        if self._mirrored is None:
+            flipped = self.clip.frames[self.gap.targets][:, :, ::-1]
+            self._mirrored = self.measure.describe(np.ascontiguousarray(flipped))
+        return self._mirrored[self.gap.targets.index(position)]
+
+    def to(self, candidates: Sequence[Candidate], positions: Sequence[int]) -> np.ndarray:
+        """Similarity of each candidate to each of the clip's frames at `positions`."""
+        if all(source == "neighbour" for source, _ in candidates):
+            return self.sim[np.ix_([p for _, p in candidates], list(positions))]
+        stacked = np.stack([self.descriptor(c) for c in candidates])
+        return self.measure.compare(stacked, self.described[list(positions)])
+
+    def admissible(self, candidates: list[Candidate], kappa: float) -> list[Candidate]:
+        """The candidates that are near-duplicates of no context frame (shown or masked)."""
+        if not candidates:
+            return []
+        worst = self.to(candidates, self.gap.context).max(axis=1)
+        return [c for c, s in zip(candidates, worst) if s <= kappa]
+
+    def similar(self, candidate: Candidate, taken: list[Candidate]) -> np.ndarray:
+        """Similarity of `candidate` to each candidate in `taken`."""
+        if candidate[0] == "neighbour" and all(source == "neighbour" for source, _ in taken):
+            return self.sim[candidate[1], [p for _, p in taken]]
+        stacked = np.stack([self.descriptor(c) for c in taken])
+        return self.measure.compare(self.descriptor(candidate)[None], stacked)[0]
+
+    def entry(self, candidate: Candidate) -> dict[str, Any]:
+        """A distractor's record: its source and position, its highest similarity to a target
+        and to a shown context frame, and (same video) its distance from the gap in seconds."""
+        row = self.to([candidate], self.gap.targets + self.gap.visible)[0]
+        m = self.gap.masked
+        entry = {"kind": candidate[0], "position": int(candidate[1]),
+                 "similarity": round(float(row[:m].max()), 4),
+                 "context_similarity": round(float(row[m:].max()), 4)}
+        if candidate[0] == "neighbour":
+            entry["distance_s"] = round(self.gap.distance(candidate[1]) / self.clip.sample_fps, 2)
+        return entry
 
 
-def _chain(sim: np.ndarray, kappa: float, start: int, wanted: int) -> list[int]:
-    """Greedy near-duplicate removal from `start`: keep a frame if its similarity to the last
-    kept frame is <= kappa, until `wanted` frames are kept (or the frames run out)."""
-    kept = [start]
-    for position in range(start + 1, len(sim)):
-        if len(kept) == wanted:
-            break
-        if sim[kept[-1], position] <= kappa:
-            kept.append(position)
-    return kept
-
-
-def _chains(sim: np.ndarray, kappa: float, wanted: int) -> dict[int, list[int]]:
-    """Start -> the N kept frames, for every start from which N frames can be kept."""
-    found = {s: _chain(sim, kappa, s, wanted) for s in range(len(sim))}
-    return {s: kept for s, kept in found.items() if len(kept) == wanted}
+def _chain_similarity(sim: np.ndarray, context: Sequence[int]) -> list[float]:
+    """Similarity of each context frame to the next one (each <= kappa by the chain rule)."""
+    return [round(float(sim[a, b]), 4) for a, b in zip(context, context[1:])]
 
 
 def _donor(rng: random.Random, clip: Clip, donors: DonorSource) -> Clip:

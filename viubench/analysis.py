@@ -6,12 +6,14 @@
 * items: per common sample, each run's score, the mean, and whether all runs fail / solve it;
   a histogram of the per-item mean per task.
 * shortcuts: non-visual runs (fingerprint `blind`, `constant`; `random` as reference; `whole`
-  and `prior`, the answer-distribution baselines, in role `prior`) against chance per variant on
+  and `prior`, the answer-distribution baselines, in role `prior`; the `similarity` solvers:
+  `context` in role `non-semantic`, `continuity` in role `continuity`) against chance per variant on
   the common samples. Chance: expected score of `random_answer` by Monte
   Carlo (per-sample generator seeded by its id; 50 draws each, at most 40,000 in all, spread by a
   hash of the id); an item's chance is its draws' mean shrunk to the variant's by 4 pseudo-draws.
-  `leak`: a non-visual run's CI lower bound exceeds chance. `above_chance`: a `prior` run's does
-  (the answer distribution itself is a shortcut worth that much). Items non-visual runs score
+  `leak`: a non-visual or non-semantic run's CI lower bound exceeds chance. `above_chance`: a
+  `prior` or `continuity` run's does (the answer distribution, or pixel matching across the gap,
+  is worth that much). Items non-visual runs score
   above chance are listed.
 
 CIs are `scoring.score_interval`, or past 5,000 (point, video) pairs in a run one bootstrap over
@@ -36,6 +38,8 @@ from .testset import iter_samples, load_build
 KNOB_LEVELS, QUANTILE_BINS = 10, 4
 CHANCE_DRAWS, CHANCE_BUDGET, SHRINK = 50, 40_000, 4
 NON_VISUAL, REFERENCE, PRIOR = ("blind", "constant"), ("random",), ("whole", "prior")
+NON_SEMANTIC, CONTINUITY = ("similarity:context",), ("similarity:continuity",)
+LEAKY_ROLES = ("non-visual", "non-semantic")
 EXACT_CLUSTERS = 5000
 Groups = Mapping[Hashable, tuple[list[float], list[str]]]
 
@@ -92,8 +96,7 @@ def _load_runs(rundirs: Sequence[str], labels: Sequence[str]) -> list[_Run]:
         label = f"{label} #{number + 1}" if label in {run.label for run in runs} else label
         fingerprint = header["adapter"].get("fingerprint") or {}
         scores = {row["id"]: float(row["score"]) for row in iter_scores(rundir)}
-        runs.append(_Run(label, str(fingerprint.get("adapter", "")), header["testset"]["path"],
-                         scores))
+        runs.append(_Run(label, _kind(fingerprint), header["testset"]["path"], scores))
     return runs
 
 
@@ -253,7 +256,8 @@ def _audit(runs: Sequence[_Run], items: Mapping[str, _Item],
         totals[(items[sid].task, items[sid].variant)] += (items[sid].chance_sum,
                                                           items[sid].chance_draws)
     chance = {key: s / d if d else float("nan") for key, (s, d) in sorted(totals.items())}
-    baselines = [run for run in runs if run.kind in NON_VISUAL + REFERENCE + PRIOR]
+    baselines = [run for run in runs
+                 if run.kind in NON_VISUAL + REFERENCE + PRIOR + NON_SEMANTIC + CONTINUITY]
     rows = [] if baselines else [{"task": t, "variant": v, "run": "", "adapter": "",
                                   "role": "", "chance": _pct(c)} for (t, v), c in chance.items()]
     solved: list[dict[str, Any]] = []
@@ -263,10 +267,10 @@ def _audit(runs: Sequence[_Run], items: Mapping[str, _Item],
                            items[sid].video) for sid in ordered)
         intervals = _intervals(groups)
         role = _role(run.kind)
-        found = _solved(run, items, ordered, chance) if role == "non-visual" else {}
+        found = _solved(run, items, ordered, chance) if role in LEAKY_ROLES else {}
         for key in chance:
             above = role != "reference" and intervals[key][0] > chance[key]
-            flag = ("leak" if role == "non-visual" else "above_chance") if above else ""
+            flag = ("leak" if role in LEAKY_ROLES else "above_chance") if above else ""
             rows.append({"task": key[0], "variant": key[1], "run": run.label,
                          "adapter": run.kind, "role": role,
                          **_stats(groups[key][0], intervals[key]), "chance": _pct(chance[key]),
@@ -275,11 +279,22 @@ def _audit(runs: Sequence[_Run], items: Mapping[str, _Item],
     return rows, solved
 
 
+def _kind(fingerprint: Mapping[str, Any]) -> str:
+    """The adapter's name, with the solver for the `similarity` baseline."""
+    kind = str(fingerprint.get("adapter", ""))
+    return f"{kind}:{fingerprint.get('solver', '')}" if kind == "similarity" else kind
+
+
 def _role(kind: str) -> str:
-    """reference (random guessing), prior (answer-distribution baselines) or non-visual."""
+    """reference (random guessing), prior (answer-distribution baselines), continuity (pixel
+    matching across the gap), non-semantic (pixel similarity to the context) or non-visual."""
     if kind in REFERENCE:
         return "reference"
-    return "prior" if kind in PRIOR else "non-visual"
+    if kind in PRIOR:
+        return "prior"
+    if kind in CONTINUITY:
+        return "continuity"
+    return "non-semantic" if kind in NON_SEMANTIC else "non-visual"
 
 
 def _solved(run: _Run, items: Mapping[str, _Item], ordered: Sequence[str],

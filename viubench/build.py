@@ -4,7 +4,8 @@ Layout of a test set:
   samples.jsonl  one record per sample, in video order then selection order
   videos.jsonl   one record per processed video (ok or skipped, counts, reasons, timings)
   media/         JPEG frames, one folder per source video, each frame written once
-  build.json     tool version, build spec, counts, skipped videos, timings, status
+  build.json     tool version, build spec, counts, per-variant summary (videos that yielded
+                 samples, top skip reasons), skipped videos, timings, status
 """
 
 from __future__ import annotations
@@ -12,11 +13,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
-from typing import Any, Iterator, Protocol, Sequence
+from typing import Any, Iterable, Iterator, Protocol, Sequence
 
 from . import __version__
 from .clips import read_clips
@@ -298,12 +300,14 @@ def _resume_state(spec: BuildSpec, out: str) -> list[dict[str, Any]]:
 
 def _write_build_json(out: str, spec: BuildSpec, done: list[dict[str, Any]], status: str,
                       **extra: Any) -> dict[str, Any]:
+    """Write (atomically) and return build.json for the per-video records `done`; a record
+    lacking `counts`, `sample_skips` or `timings` (an older log) counts as holding none."""
     counts: dict[str, int] = {}
     timings: dict[str, float] = {}
     for record in done:
-        for key, n in record["counts"].items():
+        for key, n in record.get("counts", {}).items():
             counts[key] = counts.get(key, 0) + n
-        for key, seconds in record["timings"].items():
+        for key, seconds in record.get("timings", {}).items():
             timings[key] = round(timings.get(key, 0.0) + seconds, 3)
     summary = {
         "tool": "viubench", "tool_version": __version__, "status": status,
@@ -313,7 +317,9 @@ def _write_build_json(out: str, spec: BuildSpec, done: list[dict[str, Any]], sta
         "samples": sum(counts.values()), "counts": dict(sorted(counts.items())),
         "skipped": [{"path": r["path"], "reason": r["reason"]} for r in done
                     if r["status"] == "skipped"],
-        "sample_skips": [dict(s, video=r["path"]) for r in done for s in r["sample_skips"]],
+        "sample_skips": [dict(s, video=r["path"]) for r in done
+                         for s in r.get("sample_skips", [])],
+        "variants": variant_summary(done, spec.selection),
         "timings": timings, **extra,
     }
     tmp = os.path.join(out, BUILD + ".part")
@@ -321,3 +327,56 @@ def _write_build_json(out: str, spec: BuildSpec, done: list[dict[str, Any]], sta
         json.dump(summary, handle, indent=2, sort_keys=True)
     os.replace(tmp, os.path.join(out, BUILD))
     return summary
+
+
+TOP_REASONS = 5                        # skip-reason groups kept per variant in build.json
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+
+
+def reason_group(reason: str) -> str:
+    """The group a sample's skip reason is counted in: its text with every number (a run of
+    digits, with its decimal part if any) replaced by `#`.
+
+    Reasons that differ only in numbers group together ("at most 4 of the 48 frames" and
+    "at most 7 of the 48 frames" -> "at most # of the # frames"); any other difference in
+    wording keeps them apart. Digits inside words are replaced too ("mp4" -> "mp#"), which
+    only merges texts that differ in such digits.
+    """
+    return _NUMBER.sub("#", reason)
+
+
+def top_reasons(skips: Iterable[tuple[str, str]],
+                limit: int = TOP_REASONS) -> list[dict[str, Any]]:
+    """The `limit` largest groups (`reason_group`) of (video, reason) sample skips, in build
+    order: {reason: the group's text, example: its first actual reason, count: samples
+    skipped, videos: distinct videos}, sorted by count (largest first), then by reason."""
+    groups: dict[str, dict[str, Any]] = {}
+    videos: dict[str, set[str]] = {}
+    for video, reason in skips:
+        key = reason_group(reason)
+        group = groups.setdefault(key, {"reason": key, "example": reason, "count": 0})
+        group["count"] += 1
+        videos.setdefault(key, set()).add(video)
+    for key, group in groups.items():
+        group["videos"] = len(videos[key])
+    return sorted(groups.values(), key=lambda g: (-g["count"], g["reason"]))[:limit]
+
+
+def variant_summary(done: Sequence[dict[str, Any]],
+                    selection: Iterable[tuple[str, str]]) -> dict[str, dict[str, Any]]:
+    """Per "task:variant" of the selection, from the per-video records: samples, videos that
+    loaded (`videos`), those that yielded at least one sample, whole-video skips
+    (`videos_not_loaded`: they yield for no variant), samples skipped and `top_reasons`.
+    Records lacking `counts` or `sample_skips` (older logs) count as holding none."""
+    loaded = [r for r in done if r.get("status") == "ok"]
+    summary = {}
+    for task, variant in selection:
+        key = f"{task}:{variant}"
+        made = [r.get("counts", {}).get(key, 0) for r in loaded]
+        skips = [(r["path"], s["reason"]) for r in loaded for s in r.get("sample_skips", [])
+                 if s.get("sample") == key]
+        summary[key] = {"samples": sum(made), "videos": len(loaded),
+                        "videos_with_samples": sum(n > 0 for n in made),
+                        "videos_not_loaded": len(done) - len(loaded),
+                        "skipped": len(skips), "skip_reasons": top_reasons(skips)}
+    return dict(sorted(summary.items()))

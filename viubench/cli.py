@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import textwrap
 from typing import Sequence
 
 from . import __version__
@@ -109,10 +110,28 @@ def _print_build_summary(out: str, summary: dict) -> None:
     videos = summary["videos"]
     print(f"{out}: {summary['samples']} samples from {videos['ok']} videos"
           f" ({videos['skipped']} skipped)")
-    for key, count in summary["counts"].items():
-        print(f"  {key:32s} {count}")
+    for key, entry in summary["variants"].items():
+        print(f"  {key}: {_variant_line(entry)}")
     for skipped in summary["skipped"]:
         print(f"  skipped {skipped['path']}: {skipped['reason']}")
+
+
+CONSOLE_REASONS = 3     # skip-reason groups shown per variant (build.json keeps more)
+REASON_WIDTH = 60       # characters of a reason group's text shown on the console
+
+
+def _variant_line(entry: dict) -> str:
+    """`N samples from V of T videos (K not loaded); S skipped: reason (n), ...` for one
+    variant of build.json's `variants` (T counts every processed video)."""
+    total = entry["videos"] + entry["videos_not_loaded"]
+    line = f"{entry['samples']} samples from {entry['videos_with_samples']} of {total} videos"
+    if entry["videos_not_loaded"]:
+        line += f" ({entry['videos_not_loaded']} not loaded)"
+    if entry["skipped"]:
+        shown = [f"{textwrap.shorten(group['reason'], REASON_WIDTH, placeholder=' ...')}"
+                 f" ({group['count']})" for group in entry["skip_reasons"][:CONSOLE_REASONS]]
+        line += f"; {entry['skipped']} skipped: " + ", ".join(shown)
+    return line
 
 
 def cmd_verify(args: argparse.Namespace) -> int:

@@ -49,9 +49,11 @@ class FrameProtocol:
 
     Uniform (the default, `rate == 0`): `num_frames` frames spread evenly over the central
     `window` of the video. Rate (`rate > 0`, used by MVP): one frame every 1/`rate` seconds of
-    the window; a window too short to give `min_frames` that way is sampled faster (evenly, so
-    exactly `min_frames`), and a window longer than `num_frames` samples keeps its central
-    `num_frames` samples. The sampled timeline's rate is `sample_fps`; every index is recorded.
+    the window; a window too short to give `dense_frames` (at least `min_frames`) that way is
+    sampled faster (evenly, so exactly that many, or every frame of a window holding fewer; one
+    holding fewer than `min_frames` is too short), and a window longer than `num_frames` samples
+    keeps its central `num_frames` samples. The sampled timeline's rate is `sample_fps`; every
+    index is recorded.
     """
 
     num_frames: int = 48
@@ -60,6 +62,7 @@ class FrameProtocol:
     min_area: int = 128 * 128
     rate: float = 0.0        # rate mode: frames per second of video (0: uniform mode)
     min_frames: int = 0      # rate mode: the fewest frames sampled (short videos go faster)
+    dense_frames: int = 0    # rate mode: frames wanted from a short window (every frame if fewer)
 
     def indices(self, frame_count: int, fps: float = 0.0) -> list[int]:
         """Frame indices for a video of `frame_count` frames (rate mode also needs its `fps`);
@@ -85,9 +88,10 @@ class FrameProtocol:
             raise VideoError("unknown frame rate: cannot sample at a fixed rate")
         step = fps / self.rate
         needed = max(self.min_frames, 1)
-        if span / step < needed:
-            step = span / needed
-        if step < 1:
+        wanted = max(needed, self.dense_frames)
+        if span / step < wanted:
+            step = max(span / wanted, 1.0)
+        if span < needed:
             raise VideoError(
                 f"too short: the central {self.window_percent}% holds {max(span, 0)}"
                 f" frames, fewer than the {needed} needed"
@@ -151,6 +155,7 @@ def probe(path: str) -> VideoInfo:
             duration = _duration(stream, container, count, fps)
             if span and fps > 0 and span < duration - 2 / fps:
                 duration = span   # the header promises frames the file no longer holds
+            fps = _frame_rate(count, fps, duration)
             # The codec's canonical name ("av1"), not the decoder's ("libdav1d").
             codec = stream.codec_context.codec.canonical_name
             info = VideoInfo(path, codec, stream.width, stream.height, count, fps, duration)
@@ -176,6 +181,15 @@ def _demux_count(container, stream) -> tuple[int, float]:
     if first is None or end is None or not stream.time_base:
         return count, 0.0
     return count, float((end - first) * stream.time_base)
+
+
+def _frame_rate(count: int, listed: float, duration: float) -> float:
+    """The listed rate, or the frames' mean rate where the frames that hold data span far
+    less time at the listed rate than the video lasts (e.g. an AVI that stores a repeated frame
+    as an empty packet: 68 of tree.avi's 444 packets hold a frame)."""
+    if count and duration > 0 and listed > 0 and count / listed < 0.8 * duration:
+        return count / duration
+    return listed
 
 
 def _duration(stream, container, count: int, fps: float) -> float:
