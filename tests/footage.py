@@ -118,7 +118,7 @@ def slow_pan(path: str, seconds: int = 30, size: tuple[int, int] = (320, 180)) -
 
 def scene_cuts(path: str, size: tuple[int, int] = (320, 180)) -> str:
     """The four real clips one after another, then bikes mirrored and big buck bunny backwards:
-    about 24 s with five hard cuts."""
+    about 50 s with five hard cuts."""
     names = ("bigbuckbunny", "bikes", "carphone_pristine", "carphone_distorted")
     parts = [_frames(name, size) for name in names]
     parts += [[f[:, ::-1] for f in parts[1]], parts[0][::-1]]
