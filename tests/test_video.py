@@ -255,3 +255,18 @@ def test_fit_area_other_bounds():
 def test_fit_area_in_range_odd_sizes_stay_in_bounds(width, height):
     w, h = fit_area(width, height, LO, HI)
     assert LO <= w * h <= HI
+
+
+def test_frames_stored_as_empty_packets_give_the_mean_rate_of_the_frames_that_hold_data():
+    from viubench.video import _frame_rate
+
+    assert _frame_rate(68, 15.0, 29.6) == pytest.approx(68 / 29.6)   # tree.avi's case
+    assert _frame_rate(250, 25.0, 10.0) == 25.0                       # an ordinary file
+    assert _frame_rate(240, 25.0, 10.0) == 25.0                       # a few frames short
+    import footage
+
+    tree = [p for p in footage.opencv_clips() if p.endswith("tree.avi")]
+    if not tree:
+        pytest.skip("opencv-doc's tree.avi is not installed (.ci/run fetches it)")
+    info = probe(tree[0])
+    assert info.frame_count == 68 and info.fps == pytest.approx(68 / info.duration)
