@@ -6,6 +6,9 @@ measure. They audit the test set (`viubench eval --model similarity solver=...`,
 * `context`: takes the m candidates least similar to any shown context frame ("reject what is
   already visible"). On a sound test set it is at chance: no candidate gives itself away as
   "not hidden" by resemblance to the context.
+* `cohesion`: takes the m candidates most alike among themselves (the highest mean pairwise
+  similarity); it uses only that the hidden frames are consecutive. On viubench's MVP v2 it is
+  well above chance (see the README's audit): an open validity problem, flagged as a leak.
 * `continuity`: takes the m candidates most similar to the gap's borders (the shown frames just
   before and after it). The targets continue those frames, so this pixel-level continuity
   matching scores far above chance; it is the low-level part of the temporal reasoning the task
@@ -17,6 +20,7 @@ Either orders its picks by `border` (more like the left border than the right on
 
 from __future__ import annotations
 
+import itertools
 import random
 from typing import Any, Mapping, Sequence
 
@@ -26,7 +30,7 @@ from viubench.media import load_frame
 
 from .frame_similarity import Measure
 
-SOLVERS = ("context", "continuity")
+SOLVERS = ("context", "continuity", "cohesion")
 ORDERS = ("border", "random")
 GAP_TOLERANCE = 12.0   # mean absolute difference (0-255) to the gap frame after JPEG coding
 
@@ -50,15 +54,28 @@ def solve(parts: Sequence[Mapping[str, Any]], gap: np.ndarray, measure: Measure,
     sim = measure.compare(ours, theirs)             # [candidates, visible frames]
     to_left, to_right = sim[:, visible.index(left)], sim[:, visible.index(right)]
     if solver == "context":
-        ranking = np.argsort(sim.max(axis=1), kind="stable")
+        picked = _top(sim.max(axis=1), len(hidden))
+    elif solver == "continuity":
+        picked = _top(-np.maximum(to_left, to_right), len(hidden))
     else:
-        ranking = np.argsort(-np.maximum(to_left, to_right), kind="stable")
-    picked = [int(i) for i in ranking[:len(hidden)]]
+        picked = most_cohesive(measure.compare(ours, ours), len(hidden))
     if order == "border":
         picked.sort(key=lambda i: -(to_left[i] - to_right[i]))
     else:
         rng.shuffle(picked)
     return ",".join(str(i + 1) for i in picked)
+
+
+def _top(keys: np.ndarray, count: int) -> list[int]:
+    """The indices of the `count` smallest keys (ties: the lower index)."""
+    return [int(i) for i in np.argsort(keys, kind="stable")[:count]]
+
+
+def most_cohesive(among: np.ndarray, count: int) -> list[int]:
+    """The `count` candidates with the highest mean pairwise similarity (first such subset)."""
+    def cohesion(subset: tuple[int, ...]) -> float:
+        return float(np.mean([among[a, b] for a, b in itertools.combinations(subset, 2)]))
+    return list(max(itertools.combinations(range(len(among)), count), key=cohesion))
 
 
 def _is_gap(frame: np.ndarray, gap: np.ndarray) -> bool:

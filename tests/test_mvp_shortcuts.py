@@ -12,6 +12,7 @@ import math
 import os
 import shutil
 
+import numpy as np
 import pytest
 
 import footage
@@ -20,6 +21,7 @@ from helpers import viubench
 from viubench.build import BuildSpec, build
 from viubench.registry import load_tasks
 from viubench.scoring import wilson_interval
+from viubench.tasks.masked_solvers import most_cohesive
 
 TASK = load_tasks()["masked_prediction"]
 OTHERS = ("standard", "mvp-hard", "boundary", "mirrored", "other_video")
@@ -151,3 +153,10 @@ def test_verify_rechecks_every_recorded_similarity(others, tmp_path):
     open(path, "w").write("\n".join(lines) + "\n")
     broken = viubench("verify", copy)
     assert broken.returncode == 1 and "do not hold for these frames" in broken.stderr
+
+
+def test_the_cohesion_solver_takes_the_most_alike_subset():
+    among = [[1.0, 0.2, 0.9, 0.1], [0.2, 1.0, 0.3, 0.8], [0.9, 0.3, 1.0, 0.0],
+             [0.1, 0.8, 0.0, 1.0]]
+    assert most_cohesive(np.array(among), 2) == [0, 2]
+    assert most_cohesive(np.array(among), 3) == [0, 1, 2]   # mean 0.467 vs 0.367, 0.333, 0.367

@@ -7,8 +7,8 @@
   a histogram of the per-item mean per task.
 * shortcuts: non-visual runs (fingerprint `blind`, `constant`; `random` as reference; `whole`
   and `prior`, the answer-distribution baselines, in role `prior`; the `similarity` solvers:
-  `context` in role `non-semantic`, `continuity` in role `continuity`) against chance per variant on
-  the common samples. Chance: expected score of `random_answer` by Monte
+  `context` and `cohesion` in role `non-semantic`, `continuity` in role `continuity`) against
+  chance per variant on the common samples. Chance: expected score of `random_answer` by Monte
   Carlo (per-sample generator seeded by its id; 50 draws each, at most 40,000 in all, spread by a
   hash of the id); an item's chance is its draws' mean shrunk to the variant's by 4 pseudo-draws.
   `leak`: a non-visual or non-semantic run's CI lower bound exceeds chance. `above_chance`: a
@@ -38,7 +38,8 @@ from .testset import iter_samples, load_build
 KNOB_LEVELS, QUANTILE_BINS = 10, 4
 CHANCE_DRAWS, CHANCE_BUDGET, SHRINK = 50, 40_000, 4
 NON_VISUAL, REFERENCE, PRIOR = ("blind", "constant"), ("random",), ("whole", "prior")
-NON_SEMANTIC, CONTINUITY = ("similarity:context",), ("similarity:continuity",)
+NON_SEMANTIC = ("similarity:context", "similarity:cohesion")
+CONTINUITY = ("similarity:continuity",)
 LEAKY_ROLES = ("non-visual", "non-semantic")
 EXACT_CLUSTERS = 5000
 Groups = Mapping[Hashable, tuple[list[float], list[str]]]
