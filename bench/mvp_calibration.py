@@ -27,7 +27,7 @@ from viubench.clips import read_clips  # noqa: E402
 from viubench.demo import bundled_videos  # noqa: E402
 from viubench.task import TaskSkip  # noqa: E402
 from viubench.tasks.frame_similarity import similarity  # noqa: E402
-from viubench.tasks.masked_draws import chain, strides  # noqa: E402
+from viubench.tasks.masked_draws import most_distinct, strides  # noqa: E402
 from viubench.tasks.masked_prediction import PROTOCOL, TASK  # noqa: E402
 
 KAPPA = 0.9
@@ -63,7 +63,7 @@ def row(path: str) -> str:
         cells.append(f"{q05:6.2f} {q50:5.2f} {q95:5.2f} {np.mean(pairs > KAPPA):4.0%}")
         if measure_name == "block-ssim":
             grid = sim[::second, ::second]
-            longest = max(len(chain(grid, KAPPA, s, len(grid))) for s in range(len(grid)))
+            longest = most_distinct(grid, KAPPA)
             span_min = len(grid) * second / clip.sample_fps / 60
             cells.append(f"{longest / span_min:6.1f}/min")
     for variant in ("mvp-easy", "mvp-hard"):

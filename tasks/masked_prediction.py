@@ -41,7 +41,6 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from viubench.media import load_frame
 from viubench.answers import LENIENT, STRICT, VIDEOSSR, check_policy
 from viubench.scoring import footrule_score
 from viubench.task import (Clip, Columns, DonorSource, FrameRef, ImagePart, Parsed, Part,
@@ -248,11 +247,7 @@ class MaskedPrediction:
                           rng: random.Random) -> str:
         """The answer of a solver that compares pixels only (tasks/masked_solvers.py); the
         `similarity` baseline adapter asks for it to audit a test set."""
-        parts = request.parts
-        video = next(part for part in parts if part["type"] == "video")
-        first = load_frame(video["frames"][0])
-        gap = gap_frame((first.shape[1], first.shape[0]))
-        return solve(parts, gap, self._measure(measure), solver, order, rng)
+        return solve(request.parts, gap_frame, self._measure(measure), solver, order, rng)
 
     # -- distractors ------------------------------------------------------------------------
 

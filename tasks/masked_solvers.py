@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import itertools
 import random
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -35,15 +35,17 @@ ORDERS = ("border", "random")
 GAP_TOLERANCE = 12.0   # mean absolute difference (0-255) to the gap frame after JPEG coding
 
 
-def solve(parts: Sequence[Mapping[str, Any]], gap: np.ndarray, measure: Measure, solver: str,
-          order: str, rng: random.Random) -> str:
-    """The answer text of `solver` for a request's prompt parts; `gap` is the gap frame."""
+def solve(parts: Sequence[Mapping[str, Any]], gap_of: Callable[[tuple[int, int]], np.ndarray],
+          measure: Measure, solver: str, order: str, rng: random.Random) -> str:
+    """The answer text of `solver` for a request's prompt parts; `gap_of(size)` is the gap
+    frame of a (width, height)."""
     if solver not in SOLVERS or order not in ORDERS:
         raise ValueError(f"solver must be one of {', '.join(SOLVERS)} and order one of"
                          f" {', '.join(ORDERS)}")
     shown = [load_frame(p) for part in parts if part["type"] == "video"
              for p in part["frames"]]
     candidates = [load_frame(part["image"]) for part in parts if part["type"] == "image"]
+    gap = gap_of((shown[0].shape[1], shown[0].shape[0]))
     hidden = [i for i, frame in enumerate(shown) if _is_gap(frame, gap)]
     if not hidden or hidden[0] == 0 or hidden[-1] == len(shown) - 1:
         raise ValueError("no gap with shown frames on both sides in the context video")

@@ -38,7 +38,8 @@ def _frames(name: str, size: tuple[int, int] | None = None) -> list[np.ndarray]:
 
 
 def _still(name: str, index: int, size: tuple[int, int]) -> np.ndarray:
-    return _frames(name, size)[index]
+    frame = _frames(name)[index]
+    return np.asarray(Image.fromarray(frame).resize(size, Image.Resampling.BILINEAR))
 
 
 def _write(path: str, frames, size: tuple[int, int]) -> str:
