@@ -13,10 +13,11 @@ and `blind:<spec>`.
 * `prior`: the best fixed answer of each variant under the generator's own distribution,
   computed exactly by the task (`Task.prior_answer`), never from the test set's answers: what a
   blind model that learned the answer distribution would score.
-* `similarity solver=context|continuity [order=random|border] [measure=block-ssim|dhash]`: a
-  solver that compares the prompt's pixels and never looks at meaning (`Task.similarity_answer`;
-  MVP has it): `context` takes the candidates least like any shown frame, `continuity` those
-  most like the gap's borders; the picks are ordered at random (default) or by border.
+* `similarity solver=context|continuity|cohesion [order=random|border]
+  [measure=block-ssim|dhash]`: a solver that compares the prompt's pixels and never looks at
+  meaning (`Task.similarity_answer`; MVP has it): `context` takes the candidates least like any
+  shown frame, `continuity` those most like the gap's borders, `cohesion` those most alike
+  among themselves; the picks are ordered at random (default) or by border.
 * `constant text=...`: the same text for every sample (a shortcut probe: e.g. `1,1,1`).
 * `blind:<spec>`: asks the adapter `<spec>` with every image and video part removed, so the
   model sees only the words. Items a blind model solves above chance leak their answer.

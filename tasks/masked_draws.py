@@ -1,5 +1,5 @@
 """The geometry of an MVP draw on a similarity matrix: the sampling grid, the context chain, the
-masked run, and which frames may be distractors. Pure functions of arrays and an rng.
+masked run, and which frames may be distractors. Pure functions of arrays.
 
 Rules (kappa: the near-duplicate threshold; a frame is a near-duplicate of another when their
 similarity is above kappa):
@@ -7,24 +7,23 @@ similarity is above kappa):
   to 1 fps (the paper's rate), then denser ones, down to every decoded frame;
 * the context: from a start on the grid, a frame is kept when it is not a near-duplicate of the
   last kept one, until N are kept. A run of m of them, never the first or last, is masked;
-* a distractor is never a near-duplicate of any context frame (shown or masked) nor of another
-  distractor, and never lies between the gap's borders. Every grid frame inside the context's
-  span is, by the chain rule, a near-duplicate of a kept frame, so same-video distractors come
-  from outside the span: the temporal neighbourhood of the context, within `radius` seconds of
-  the gap.
+* distractors: decoded frames (on the grid or between its frames) within `radius` of the gap,
+  never between the gap's borders, never a context frame, a near-duplicate of no context frame
+  (shown or masked) and of no other distractor; each is the one whose *profile* (its highest
+  similarity to a shown frame, to the gap's two borders and to a target) is closest to that of a
+  target (whose third value is its highest similarity to another target), so no candidate gives
+  itself away by how much it resembles the context, the gap's borders or the hidden frames.
 """
 
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 
 TARGET_RATE = 1.0   # frames per second, the MVP paper's decoding rate
-
-Candidate = tuple[str, int]   # (source: neighbour, mirror or donor; position in that source)
 
 
 def strides(sample_fps: float) -> list[int]:
@@ -78,36 +77,68 @@ class Gap:
         return self.context[self.at - 1], self.context[self.at + self.masked]
 
     def distance(self, position: int) -> int:
-        """Decoded frames between `position` (outside the context's span) and the gap."""
+        """Decoded frames between `position` (not between the borders) and the gap."""
         left, right = self.borders
         return left - position if position < left else position - right
 
 
-def neighbours(grid: Sequence[int], gap: Gap, radius: float | None) -> list[int]:
-    """Grid positions outside the context's span, at most `radius` decoded frames from the gap
-    (any distance if None), nearest first (earlier first on ties)."""
-    first, last = gap.context[0], gap.context[-1]
-    outside = [p for p in grid if p < first or p > last]
+def neighbours(count: int, gap: Gap, radius: float | None) -> list[int]:
+    """Decoded-frame positions (of `count`) that may be distractors before the similarity
+    rules: not a context frame, not between the gap's borders, at most `radius` decoded frames
+    from the gap (any distance if None); nearest first (earlier first on ties)."""
+    left, right = gap.borders
+    context = set(gap.context)
+    near = [p for p in range(count) if not left <= p <= right and p not in context]
     if radius is not None:
-        outside = [p for p in outside if gap.distance(p) <= radius]
-    return sorted(outside, key=lambda p: (gap.distance(p), p))
+        near = [p for p in near if gap.distance(p) <= radius]
+    return sorted(near, key=lambda p: (gap.distance(p), p))
 
 
-def spread(ordered: Sequence[Candidate], similar: Callable[[Candidate, list[Candidate]],
-                                                        np.ndarray],
-           kappa: float, count: int) -> list[Candidate] | None:
-    """The first `count` of `ordered` taken greedily, each a near-duplicate of no candidate
-    taken before it (`similar(c, taken)`: c's similarity to each); None if too few."""
-    taken: list[Candidate] = []
-    for candidate in ordered:
-        if not taken or similar(candidate, taken).max() <= kappa:
-            taken.append(candidate)
-            if len(taken) == count:
-                return taken
-    return None
+def profiles(sim: np.ndarray, gap: Gap, positions: Sequence[int]) -> np.ndarray:
+    """[len(positions), 3]: each frame's highest similarity to a shown context frame, to the
+    gap's two borders, and to a target other than itself (what the `context`, `continuity` and
+    `cohesion` solvers look at)."""
+    rows = sim[list(positions)]
+    itself = np.asarray(positions)[:, None] == np.asarray(gap.targets)[None, :]
+    others = np.where(itself, -np.inf, rows[:, gap.targets]).max(axis=1) if gap.masked > 1 \
+        else np.zeros(len(rows))
+    return np.stack([rows[:, gap.visible].max(axis=1), rows[:, list(gap.borders)].max(axis=1),
+                     others], axis=1)
 
 
-def shuffled(rng: random.Random, items: Sequence[Candidate]) -> list[Candidate]:
-    out = list(items)
-    rng.shuffle(out)
-    return out
+def matching_slots(rng: random.Random, masked: int, count: int) -> list[int]:
+    """For each of `count` distractors, the target it is matched to: the targets in a random
+    order, repeated as needed."""
+    order = list(range(masked))
+    rng.shuffle(order)
+    return [order[slot % masked] for slot in range(count)]
+
+
+def matched(sim: np.ndarray, gap: Gap, candidates: Sequence[int], kappa: float,
+            slots: Sequence[int]) -> list[tuple[int, int]] | None:
+    """Distractors as (position, k), one per slot, each matched to target k = the slot's: the
+    candidate whose profile is nearest to that target's (L1 distance; the first in
+    `candidates` on ties), among those near-duplicates of no distractor taken before; None if
+    the candidates run out. `candidates` must already be near-duplicates of no context frame."""
+    if not candidates:
+        return None
+    wanted = profiles(sim, gap, gap.targets)
+    have = profiles(sim, gap, candidates)
+    free = np.ones(len(candidates), dtype=bool)
+    taken: list[tuple[int, int]] = []
+    for k in slots:
+        if not free.any():
+            return None
+        cost = np.abs(have - wanted[k]).sum(axis=1)
+        cost[~free] = np.inf
+        best = int(np.argmin(cost))
+        taken.append((candidates[best], k))
+        free &= sim[candidates[best], list(candidates)] <= kappa
+        free[best] = False
+    return taken
+
+
+def spread(positions: Sequence[int], sim: np.ndarray, kappa: float) -> bool:
+    """Whether no two of `positions` are near-duplicates of each other."""
+    among = sim[np.ix_(list(positions), list(positions))]
+    return bool((among[~np.eye(len(positions), dtype=bool)] <= kappa).all())

@@ -1,21 +1,23 @@
 """Masked Video Prediction, MVP (Sun, Wu, Ding, Xu 2026, arXiv 2601.03781): a visual cloze.
 
-Sampling (tasks/masked_draws.py): the video's central 90% is decoded at 1 fps, faster where
+Sampling (tasks/masked_draws.py): the video's central 90% is decoded at 2 fps, faster where
 that gives fewer than 96 frames (every frame of a window holding fewer; under 48 the video is
-too short), and a long video keeps its central 240 s. The sample is
-drawn on a grid of those frames, the sparsest that works: the one closest to 1 fps first, then
-denser ones. From a random start on the grid a frame is kept only if it is not a near-duplicate
+too short), and a long video keeps its central 120 s (240 frames). The sample is drawn on a grid of those
+frames, the sparsest that works: the one closest to the paper's 1 fps first, then denser ones.
+From a random start on the grid a frame is kept only if it is not a near-duplicate
 (similarity > kappa) of the last kept frame, until N frames are kept (the context). A
 continuous run of m of them, never the first or the last, is masked: each masked frame is shown
 as a grey, striped gap frame, so the gap's length is visible. The pool holds the m targets and
 l distractors, shuffled and labelled Candidate 1..m+l. Answer: the m target labels in temporal
 order, e.g. `3,7,1`.
 
-A distractor is a near-duplicate of no context frame (shown or masked) and of no other
-distractor, so "reject what is already visible" finds nothing. Kinds: `neighbour` (grid frames
-outside the context's span within `radius_s` seconds of the gap, drawn at random), `boundary`
-(the nearest such frames), `mirror` (targets mirrored left to right, topped up with
-neighbours), `donor` (frames of another video of the build).
+Distractors are hard negatives from the gap's temporal neighbourhood: decoded frames within
+`radius_s` seconds of the gap (grid frames and the frames between them, so also frames between
+two shown ones), never between the gap's borders, a near-duplicate of no context frame (shown
+or masked) and of no other distractor. Each is matched to a target: the frame whose highest
+similarity to a shown frame, to the gap's borders and to a target is closest to that target's
+(to a shown frame, the borders, another target), so neither "reject what is already visible",
+"take what looks like the gap's borders" nor "take the frames most alike" finds the targets.
 
 Similarity (tasks/frame_similarity.py): `block-ssim` by default (the SSIM of the least similar
 block of an 8x8 grid on a 64x64 grayscale thumbnail, kappa 0.9), `dhash`, or
@@ -43,41 +45,35 @@ import numpy as np
 
 from viubench.answers import LENIENT, STRICT, VIDEOSSR, check_policy
 from viubench.scoring import footrule_score
-from viubench.task import (Clip, Columns, DonorSource, FrameRef, ImagePart, Parsed, Part,
-                           Rendered, TaskSkip, TextPart, Variant, VideoPart)
+from viubench.task import (Clip, Columns, DonorSource, ImagePart, Parsed, Part, Rendered,
+                           TaskSkip, TextPart, Variant, VideoPart)
 from viubench.video import FrameProtocol
 
 from . import prompts
 from .frame_similarity import Measure, Similarities
 from .masked_solvers import solve
-from .masked_draws import (Candidate, Gap, chains, most_distinct, neighbours, shuffled, spread,
-                           strides)
+from .masked_draws import (Gap, chains, matched, matching_slots, most_distinct, neighbours,
+                           profiles, spread, strides)
 from .parsing import integers, label_runs, pick, region
 
-PROTOCOL = FrameProtocol(num_frames=240, rate=1.0, min_frames=48, dense_frames=96)
-KINDS = ("neighbour", "boundary", "mirror", "donor")
+PROTOCOL = FrameProtocol(num_frames=240, rate=2.0, min_frames=48, dense_frames=96)
 PROMPT_SET = "viubench-mvp-2"
 MAX_OPTIONS = 400     # (start, gap position) pairs tried per grid before trying a denser one
-RADIUS_S = 30.0
 
 
-def _variant(difficulty: str, context: int, masked: int, distractors: int, kind: str,
-             radius_s: float | None, kappa: float = 0.9) -> Variant:
-    near = f" within {radius_s:g} s of the gap" if radius_s is not None else ""
-    words = (f"{context} context frames, {masked} masked, {distractors} {kind} distractors"
-             f"{near}, kappa {kappa}")
+def _variant(difficulty: str, context: int, masked: int, distractors: int, radius_s: float,
+             kappa: float = 0.9) -> Variant:
+    words = (f"{context} context frames, {masked} masked, {distractors} matched distractors"
+             f" within {radius_s:g} s of the gap, kappa {kappa}")
     return Variant(difficulty, {"context": context, "masked": masked, "distractors": distractors,
-                                "kind": kind, "radius_s": radius_s, "kappa": kappa,
-                                "similarity": "block-ssim"}, words)
+                                "radius_s": radius_s, "kappa": kappa, "similarity": "block-ssim"},
+                   words)
 
 
 VARIANTS = {
-    "mvp-easy": _variant("easy", 8, 2, 3, "neighbour", RADIUS_S),
-    "standard": _variant("standard", 12, 3, 5, "neighbour", RADIUS_S),
-    "mvp-hard": _variant("hard", 16, 4, 8, "boundary", None),
-    "boundary": _variant("standard", 12, 3, 5, "boundary", None),
-    "mirrored": _variant("standard", 12, 3, 5, "mirror", RADIUS_S),
-    "other_video": _variant("standard", 12, 3, 5, "donor", None),
+    "mvp-easy": _variant("easy", 8, 2, 3, 30.0),
+    "standard": _variant("standard", 12, 3, 5, 30.0),
+    "mvp-hard": _variant("hard", 16, 4, 8, 30.0),
 }
 
 
@@ -95,13 +91,11 @@ class MaskedPrediction:
     its own kappa); give such a copy its own `name`, e.g. in a module loaded by --task-module:
     `TASK = MaskedPrediction("mvp_clip", similarity="my_pkg.clip:embed", kappa=0.95)`."""
 
-    version = "2"
+    version = "3"
     protocol = PROTOCOL
     suites = {"mvp": ("mvp-easy", "mvp-hard")}
     reward_policies = (STRICT,)
-    columns = Columns("MVP", 4, {"mvp-easy": "Easy", "standard": "Standard", "mvp-hard": "Hard",
-                                 "boundary": "Boundary", "mirrored": "Mirrored",
-                                 "other_video": "Other video"})
+    columns = Columns("MVP", 4, {"mvp-easy": "Easy", "standard": "Standard", "mvp-hard": "Hard"})
 
     def __init__(self, name: str = "masked_prediction", similarity: str | None = None,
                  kappa: float | None = None) -> None:
@@ -116,31 +110,28 @@ class MaskedPrediction:
              donors: DonorSource) -> dict[str, Any]:
         params = self.variants[variant].params
         sim = self._matrix(clip, params["similarity"])
-        donor = _donor(rng, clip, donors) if params["kind"] == "donor" else None
         reason = ""
         for stride in strides(clip.sample_fps):
-            found = self._draw_on_grid(rng, clip, params, sim, stride, donor)
+            found = self._draw_on_grid(rng, clip, params, sim, stride)
             if isinstance(found, str):
                 reason = found
                 continue
-            gap, pool = found
-            pool = [{"kind": "target", "position": p} for p in gap.targets] + pool
+            gap, distractors = found
+            pool = [{"kind": "target", "position": p} for p in gap.targets] + distractors
             rng.shuffle(pool)
             draws = {"similarity": self._measure(params["similarity"]).name,
                      "kappa": params["kappa"], "context_frames": len(gap.context),
                      "masked": gap.masked, "distractors": params["distractors"],
-                     "kind": params["kind"], "radius_s": params["radius_s"], "stride": stride,
+                     "radius_s": params["radius_s"], "stride": stride,
                      "sample_rate": round(clip.sample_fps / stride, 4),
                      "context": gap.context, "gap_start": gap.at, "pool": pool,
+                     "matching": [e["matches"] for e in distractors],
                      "context_similarity": _chain_similarity(sim, gap.context)}
-            if donor is not None:
-                draws["donor"] = {"path": donor.video_path, "hash": donor.video_hash}
             return draws
         raise TaskSkip(reason)
 
     def _draw_on_grid(self, rng: random.Random, clip: Clip, params: Mapping[str, Any],
-                      sim: np.ndarray, stride: int,
-                      donor: Clip | None) -> tuple[Gap, list[dict[str, Any]]] | str:
+                      sim: np.ndarray, stride: int) -> tuple[Gap, list[dict[str, Any]]] | str:
         """A gap and its distractors on the grid of every `stride`-th frame, or why not."""
         n, m, kappa = params["context"], params["masked"], params["kappa"]
         grid = list(range(0, len(sim), stride))
@@ -155,22 +146,20 @@ class MaskedPrediction:
         rng.shuffle(options)
         for start, at in options[:MAX_OPTIONS]:
             gap = Gap([grid[p] for p in found[start]], at, m)
-            pool = self._distractors(rng, clip, params, sim, grid, gap, donor)
+            pool = _distractors(rng, clip, params, sim, gap)
             if pool is not None:
                 return gap, pool
-        near = "" if params["radius_s"] is None else f" within {params['radius_s']:g} s"
         return (f"no masked run of {m} frames at {rate} has {params['distractors']}"
-                f" {params['kind']} distractors{near} that are near-duplicates of no context"
-                f" frame and of each other")
+                f" distractors within {params['radius_s']:g} s that are near-duplicates of no"
+                f" context frame and of each other")
 
     def render(self, clip: Clip, variant: str, draws: Mapping[str, Any],
                donors: DonorSource) -> Rendered:
         context, at, m = draws["context"], draws["gap_start"], draws["masked"]
         pool, rate = draws["pool"], draws["sample_rate"]
-        donor = _reload_donor(clip, draws, donors) if "donor" in draws else None
-        self._recheck(clip, draws, donor)
+        self._recheck(clip, draws)
         gap = gap_frame(clip.size)
-        shown: list[FrameRef] = [*context[:at], *[gap] * m, *context[at + m:]]
+        shown = [*context[:at], *[gap] * m, *context[at + m:]]
         parts: list[Part] = [
             TextPart(f"The video below shows {len(context)} frames of a longer video in their"
                      f" order (sampled every {1 / rate:.2g} s, near-identical frames skipped)."
@@ -181,7 +170,7 @@ class MaskedPrediction:
                      f" frames and {len(pool) - m} others that were not hidden."),
         ]
         for label, entry in enumerate(pool, start=1):
-            parts += [TextPart(f"Candidate {label}:"), ImagePart(_pool_frame(clip, entry, donor))]
+            parts += [TextPart(f"Candidate {label}:"), ImagePart(entry["position"])]
         example = ",".join(str(len(pool) - i) for i in range(m))
         parts.append(TextPart(
             f"Which candidates are the hidden frames? Reply with their {m} candidate numbers in"
@@ -236,11 +225,11 @@ class MaskedPrediction:
         return ",".join(map(str, rng.sample(range(1, pool + 1), params["masked"])))
 
     def knobs(self, sample: Mapping[str, Any]) -> dict[str, Any]:
-        """Difficulty knobs (`viubench analyze`): N, m, l, kappa, distractor kind, and where
-        the gap sits in the context."""
+        """Difficulty knobs (`viubench analyze`): N, m, l, kappa, the distractors' radius, and
+        where the gap sits in the context."""
         d = sample["draws"]
         return {"context_frames": d["context_frames"], "masked": d["masked"],
-                "distractors": d["distractors"], "kappa": d["kappa"], "kind": d["kind"],
+                "distractors": d["distractors"], "kappa": d["kappa"], "radius_s": d["radius_s"],
                 "gap_start": d["gap_start"]}
 
     def similarity_answer(self, request: Any, solver: str, measure: str, order: str,
@@ -249,155 +238,80 @@ class MaskedPrediction:
         `similarity` baseline adapter asks for it to audit a test set."""
         return solve(request.parts, gap_frame, self._measure(measure), solver, order, rng)
 
-    # -- distractors ------------------------------------------------------------------------
-
     def _measure(self, name: str) -> Measure:
         return self._similarities.measure(name)
 
     def _matrix(self, clip: Clip, name: str) -> np.ndarray:
         return self._similarities.matrix(clip, name)
 
-    def _distractors(self, rng: random.Random, clip: Clip, params: Mapping[str, Any],
-                     sim: np.ndarray, grid: list[int], gap: Gap,
-                     donor: Clip | None) -> list[dict[str, Any]] | None:
-        """`l` distractor entries for `gap`, or None if there are too few."""
-        kappa, kind = params["kappa"], params["kind"]
-        frames = _Frames(self._similarities, params["similarity"], clip, sim, gap, donor)
-        radius = None if params["radius_s"] is None else params["radius_s"] * clip.sample_fps
-        near = [("neighbour", p) for p in neighbours(grid, gap, radius)]
-        near = frames.admissible(near, kappa)
-        if kind == "boundary":
-            ordered = near
-        elif kind == "mirror":
-            ordered = (shuffled(rng, frames.admissible(frames.mirrors(), kappa))
-                       + shuffled(rng, near))
-        elif kind == "donor":
-            ordered = shuffled(rng, frames.admissible(frames.donors(), kappa))
-        else:
-            ordered = shuffled(rng, near)
-        picked = spread(ordered, frames.similar, kappa, params["distractors"])
-        return None if picked is None else [frames.entry(c) for c in picked]
-
-    def _recheck(self, clip: Clip, draws: Mapping[str, Any], donor: Clip | None) -> None:
+    def _recheck(self, clip: Clip, draws: Mapping[str, Any]) -> None:
         """Re-measure every similarity the draws record and re-apply the rules; TaskSkip if a
         recorded value or rule does not hold for these pixels."""
-        kappa = draws["kappa"]
         sim = self._matrix(clip, draws["similarity"])
-        gap = Gap(list(draws["context"]), draws["gap_start"], draws["masked"])
-        frames = _Frames(self._similarities, draws["similarity"], clip, sim, gap, donor)
-        problems = []
-        if _chain_similarity(sim, gap.context) != draws["context_similarity"] or any(
-                s > kappa for s in draws["context_similarity"]):
-            problems.append("the context's consecutive similarities")
-        chosen = [(e["kind"], e["position"]) for e in draws["pool"] if e["kind"] != "target"]
-        for entry in draws["pool"]:
-            if entry["kind"] != "target" and frames.entry(
-                    (entry["kind"], entry["position"])) != dict(entry):
-                problems.append(f"distractor {entry['kind']} {entry['position']}")
-        if spread(chosen, frames.similar, kappa, len(chosen)) != chosen:
-            problems.append("distractors that are near-duplicates of each other")
-        if any(max(e.get("similarity", 0), e.get("context_similarity", 0)) > kappa
-               for e in draws["pool"]):
-            problems.append("a distractor that is a near-duplicate of a context frame")
-        if problems:
-            raise TaskSkip(f"the recorded draws do not hold for these frames: {problems[0]}")
-
+        problem = _broken_rule(clip, draws, sim)
+        if problem:
+            raise TaskSkip(f"the recorded draws do not hold for these frames: {problem}")
 
 
 # Labels joined by commas, semicolons, arrows or whitespace, each optionally written `#3`.
 _SEP = r"\s*(?:(?:,|;|->|→|>)\s*)?"
 
 
-class _Frames:
-    """Where distractors may come from (the clip's own frames, its mirrored targets, a donor
-    video's frames) and how alike each is to the gap's context frames and to each other."""
+def _distractors(rng: random.Random, clip: Clip, params: Mapping[str, Any], sim: np.ndarray,
+                 gap: Gap) -> list[dict[str, Any]] | None:
+    """`l` distractor entries for `gap` (tasks/masked_draws.py's rules), or None if too few."""
+    slots = matching_slots(rng, gap.masked, params["distractors"])
+    picked = _matched(clip, sim, gap, params["kappa"], params["radius_s"], slots)
+    return None if picked is None else [_entry(clip, sim, gap, p, k) for p, k in picked]
 
-    def __init__(self, similarities: Similarities, name: str, clip: Clip, sim: np.ndarray,
-                 gap: Gap, donor: Clip | None) -> None:
-        self.measure = similarities.measure(name)
-        self.described = similarities.describe(clip, name)
-        self.clip, self.sim, self.gap = clip, sim, gap
-        self.donor = None if donor is None else similarities.describe(donor, name)
-        self._mirrored: np.ndarray | None = None
 
-    def mirrors(self) -> list[Candidate]:
-        return [("mirror", p) for p in self.gap.targets]
+def _matched(clip: Clip, sim: np.ndarray, gap: Gap, kappa: float, radius_s: float,
+             slots: list[int]) -> list[tuple[int, int]] | None:
+    near = neighbours(len(sim), gap, radius_s * clip.sample_fps)
+    near = [p for p in near if sim[p, gap.context].max() <= kappa]
+    return matched(sim, gap, near, kappa, slots)
 
-    def donors(self) -> list[Candidate]:
-        assert self.donor is not None
-        return [("donor", p) for p in range(len(self.donor))]
 
-    def descriptor(self, candidate: Candidate) -> np.ndarray:
-        source, position = candidate
-        if source == "neighbour":
-            return self.described[position]
-        if source == "donor":
-            assert self.donor is not None
-            return self.donor[position]
-        if self._mirrored is None:
-            flipped = self.clip.frames[self.gap.targets][:, :, ::-1]
-            self._mirrored = self.measure.describe(np.ascontiguousarray(flipped))
-        return self._mirrored[self.gap.targets.index(position)]
+def _entry(clip: Clip, sim: np.ndarray, gap: Gap, position: int, target: int) -> dict[str, Any]:
+    """A distractor's record: its position, the target whose profile it matches, its highest
+    similarity to a target, to a shown frame and to the gap's borders, and its distance from
+    the gap in seconds."""
+    to_visible, to_borders, to_targets = profiles(sim, gap, [position])[0]
+    return {"kind": "distractor", "position": int(position), "matches": int(target),
+            "similarity": round(float(to_targets), 4),
+            "context_similarity": round(float(to_visible), 4),
+            "border_similarity": round(float(to_borders), 4),
+            "distance_s": round(gap.distance(position) / clip.sample_fps, 2)}
 
-    def to(self, candidates: Sequence[Candidate], positions: Sequence[int]) -> np.ndarray:
-        """Similarity of each candidate to each of the clip's frames at `positions`."""
-        if all(source == "neighbour" for source, _ in candidates):
-            return self.sim[np.ix_([p for _, p in candidates], list(positions))]
-        stacked = np.stack([self.descriptor(c) for c in candidates])
-        return self.measure.compare(stacked, self.described[list(positions)])
 
-    def admissible(self, candidates: list[Candidate], kappa: float) -> list[Candidate]:
-        """The candidates that are near-duplicates of no context frame (shown or masked)."""
-        if not candidates:
-            return []
-        worst = self.to(candidates, self.gap.context).max(axis=1)
-        return [c for c, s in zip(candidates, worst) if s <= kappa]
-
-    def similar(self, candidate: Candidate, taken: list[Candidate]) -> np.ndarray:
-        """Similarity of `candidate` to each candidate in `taken`."""
-        if candidate[0] == "neighbour" and all(source == "neighbour" for source, _ in taken):
-            return self.sim[candidate[1], [p for _, p in taken]]
-        stacked = np.stack([self.descriptor(c) for c in taken])
-        return self.measure.compare(self.descriptor(candidate)[None], stacked)[0]
-
-    def entry(self, candidate: Candidate) -> dict[str, Any]:
-        """A distractor's record: its source and position, its highest similarity to a target
-        and to a shown context frame, and (same video) its distance from the gap in seconds."""
-        row = self.to([candidate], self.gap.targets + self.gap.visible)[0]
-        m = self.gap.masked
-        entry = {"kind": candidate[0], "position": int(candidate[1]),
-                 "similarity": round(float(row[:m].max()), 4),
-                 "context_similarity": round(float(row[m:].max()), 4)}
-        if candidate[0] == "neighbour":
-            entry["distance_s"] = round(self.gap.distance(candidate[1]) / self.clip.sample_fps, 2)
-        return entry
+def _broken_rule(clip: Clip, draws: Mapping[str, Any], sim: np.ndarray) -> str:
+    """The first rule or recorded value the draws break on these frames' similarities, or ""."""
+    kappa = draws["kappa"]
+    gap = Gap(list(draws["context"]), draws["gap_start"], draws["masked"])
+    if _chain_similarity(sim, gap.context) != draws["context_similarity"] or any(
+            s > kappa for s in draws["context_similarity"]):
+        return "the context's consecutive similarities"
+    chosen = [e for e in draws["pool"] if e["kind"] != "target"]
+    allowed = set(neighbours(len(sim), gap, draws["radius_s"] * clip.sample_fps))
+    for entry in chosen:
+        position = entry["position"]
+        if position not in allowed:
+            return f"distractor {position} lies outside the gap's neighbourhood"
+        if sim[position, gap.context].max() > kappa:
+            return f"distractor {position} is a near-duplicate of a context frame"
+        if _entry(clip, sim, gap, position, entry["matches"]) != dict(entry):
+            return f"distractor {position}'s recorded similarities"
+    if not spread([e["position"] for e in chosen], sim, kappa):
+        return "distractors that are near-duplicates of each other"
+    again = _matched(clip, sim, gap, kappa, draws["radius_s"], draws["matching"])
+    if sorted(again or []) != sorted((e["position"], e["matches"]) for e in chosen):
+        return "distractors that the matching rule does not pick"
+    return ""
 
 
 def _chain_similarity(sim: np.ndarray, context: Sequence[int]) -> list[float]:
     """Similarity of each context frame to the next one (each <= kappa by the chain rule)."""
     return [round(float(sim[a, b]), 4) for a, b in zip(context, context[1:])]
-
-
-def _donor(rng: random.Random, clip: Clip, donors: DonorSource) -> Clip:
-    """Another readable video of the build, resized to this clip's frame size."""
-    return donors.pick(rng, clip, "other-video distractors")[1]
-
-
-def _reload_donor(clip: Clip, draws: Mapping[str, Any], donors: DonorSource) -> Clip:
-    donor = donors.load(draws["donor"]["path"], clip.size)
-    if donor.video_hash != draws["donor"]["hash"]:
-        raise TaskSkip(f"donor video {draws['donor']['path']} changed since the draw")
-    return donor
-
-
-def _pool_frame(clip: Clip, entry: Mapping[str, Any], donor: Clip | None) -> FrameRef:
-    position = entry["position"]
-    if entry["kind"] == "mirror":
-        return np.ascontiguousarray(clip.frames[position][:, ::-1])
-    if entry["kind"] == "donor":
-        assert donor is not None
-        return donor.frames[position]
-    return position
 
 
 def order_score(pred: Sequence[int], truth: Sequence[int]) -> float:

@@ -4,15 +4,15 @@ measure. They audit the test set (`viubench eval --model similarity solver=...`,
 `viubench analyze`):
 
 * `context`: takes the m candidates least similar to any shown context frame ("reject what is
-  already visible"). On a sound test set it is at chance: no candidate gives itself away as
-  "not hidden" by resemblance to the context.
-* `cohesion`: takes the m candidates most alike among themselves (the highest mean pairwise
-  similarity); it uses only that the hidden frames are consecutive. On viubench's MVP v2 it is
-  well above chance (see the README's audit): an open validity problem, flagged as a leak.
+  already visible");
 * `continuity`: takes the m candidates most similar to the gap's borders (the shown frames just
-  before and after it). The targets continue those frames, so this pixel-level continuity
-  matching scores far above chance; it is the low-level part of the temporal reasoning the task
-  asks for, reported as a reference, not a leak.
+  before and after it);
+* `cohesion`: takes the m candidates most alike among themselves (the highest mean pairwise
+  similarity), using only that the hidden frames are consecutive.
+
+On a sound test set each is at chance: no candidate gives itself away by how much it resembles
+the context, the gap's borders or the other candidates. MVP's distractors are matched to the
+targets on the first two (tasks/masked_draws.py); the README's audit gives all three.
 
 Either orders its picks by `border` (more like the left border than the right one first) or at
 `random`. Gap frames are found by their pixels (the striped grey frame).

@@ -22,9 +22,8 @@ def test_each_video_is_decoded_once_for_all_tasks_and_variants(real_videos, tmp_
         return real_decode(info, indices, size, backend)
 
     monkeypatch.setattr(viubench.clips, "decode", counting_decode)
-    # every variant but those that borrow another video's frames (swap, other_video)
-    selection = tuple(item for item in select(load_tasks(), "all")
-                      if item[1] not in ("swap", "other_video"))
+    # every variant but grounding's swap, which borrows another video's frames
+    selection = tuple(item for item in select(load_tasks(), "all") if item[1] != "swap")
     summary = build(BuildSpec(real_videos, selection, per_video=2), str(tmp_path / "ts"))
     # MVP samples need enough distinct frames; the short clips skip some (with a reason)
     assert summary["samples"] + len(summary["sample_skips"]) == 4 * len(selection) * 2
@@ -39,7 +38,7 @@ def test_viubench_suite_is_the_nine_paper_columns():
         ("anomaly_grounding", "zoom_out"), ("anomaly_grounding", "mirror"),
         ("anomaly_grounding", "shuffle"), ("temporal_jigsaw", "easy"),
         ("temporal_jigsaw", "hard")])
-    assert len(suites(load_tasks())["all"]) == 18 + 4 + 4 + 6
+    assert len(suites(load_tasks())["all"]) == 18 + 4 + 4 + 3
 
 
 def test_selection_filters_and_errors():

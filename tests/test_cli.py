@@ -25,7 +25,7 @@ def test_list_shows_tasks_variants_and_suites():
     for word in ("anomaly_grounding", "stutter", "object_counting", "hard", "easy_trim"):
         assert word in tasks.stdout
     suites = viubench("list", "suites")
-    assert "viubench (9)" in suites.stdout and "all (32)" in suites.stdout
+    assert "viubench (9)" in suites.stdout and "all (29)" in suites.stdout
 
 
 def test_build_then_verify_then_tamper(two_videos, tmp_path):

@@ -84,14 +84,14 @@ def answer_labels(sample) -> list[int]:
     return [int(x) for x in sample["answer"].split(",")]
 
 
-def test_rate_protocol_samples_one_frame_a_second_and_leaves_the_default_alone():
-    hour = PROTOCOL.indices(30 * 3600, 30.0)       # 1 h at 30 fps: the central 240 s, 1 fps
-    assert len(hour) == 240 and set(np.diff(hour)) == {30}
+def test_rate_protocol_samples_two_frames_a_second_and_leaves_the_default_alone():
+    hour = PROTOCOL.indices(30 * 3600, 30.0)       # 1 h at 30 fps: the central 120 s, 2 fps
+    assert len(hour) == 240 and set(np.diff(hour)) == {15}
     assert abs((hour[0] + hour[-1]) / 2 - 30 * 3600 / 2) < 30
-    minutes = PROTOCOL.indices(25 * 200, 25.0)     # 200 s: 180 s window -> 180 frames at 1 fps
-    assert len(minutes) == 180 and set(np.diff(minutes)) == {25}
-    minute = PROTOCOL.indices(25 * 100, 25.0)      # 100 s: 90 s window: faster, so that 96
-    assert len(minute) == 96 and set(np.diff(minute)) <= {23, 24}
+    minutes = PROTOCOL.indices(25 * 100, 25.0)     # 100 s: 90 s window -> 180 frames at 2 fps
+    assert len(minutes) == 180 and set(np.diff(minutes)) == {12, 13}
+    minute = PROTOCOL.indices(25 * 40, 25.0)       # 40 s: 36 s window: faster, so that 96
+    assert len(minute) == 96 and set(np.diff(minute)) <= {9, 10}
     short = PROTOCOL.indices(132, 25.0)            # 5.3 s: 96 of the window's 119 frames
     assert len(short) == 96 and short == sorted(set(short)) and 6 <= short[0] < short[-1] < 125
     assert len(PROTOCOL.indices(60, 25.0)) == 54   # fewer than 96, at least 48: every frame
@@ -119,11 +119,12 @@ def test_every_variant_builds_and_records_its_protocol_and_knobs(built, samples,
         assert draws["sample_rate"] == pytest.approx(clip.sample_fps / draws["stride"], abs=1e-3)
         assert next(p for p in sample["prompt"] if p["type"] == "video")["fps"] == \
             draws["sample_rate"]
-        assert (draws["context_frames"], draws["masked"], draws["distractors"], draws["kind"]) \
-            == (params["context"], params["masked"], params["distractors"], params["kind"])
+        assert (draws["context_frames"], draws["masked"], draws["distractors"],
+                draws["radius_s"]) == (params["context"], params["masked"],
+                                       params["distractors"], params["radius_s"])
         assert len(draws["pool"]) == draws["masked"] + draws["distractors"]
         assert set(TASK.knobs(sample)) >= {"context_frames", "masked", "distractors", "kappa",
-                                           "kind"}
+                                           "radius_s"}
 
 
 def similarities(clip, draws) -> np.ndarray:
@@ -185,7 +186,7 @@ def test_no_distractor_is_a_near_duplicate_of_a_context_frame_or_another(samples
         for label, entry in enumerate(draws["pool"], start=1):
             if entry["kind"] == "target":
                 continue
-            frame = _distractor_pixels(entry, clip, draws, clips)
+            frame = clip.frames[entry["position"]]
             got = frames_of(out, [images[label - 1]])[0]
             assert mad(got, frame) < JPEG_TOLERANCE          # the shown image is that frame
             described = measure.describe(np.ascontiguousarray(frame)[None])
@@ -196,54 +197,53 @@ def test_no_distractor_is_a_near_duplicate_of_a_context_frame_or_another(samples
             assert to_visible <= kappa and to_visible == pytest.approx(
                 entry["context_similarity"], abs=1e-4)
             chosen.append(described)
-            if entry["kind"] == "neighbour":
-                position = entry["position"]   # outside the context's span, on the grid
-                assert not context[0] <= position <= context[-1]
-                assert position % draws["stride"] == 0
-                radius = draws["radius_s"]
-                assert radius is None or entry["distance_s"] <= radius
+            position = entry["position"]   # near the gap, outside it, not a context frame
+            assert not context[at - 1] <= position <= context[at + m]
+            assert position not in context and entry["distance_s"] <= draws["radius_s"]
         among = measure.compare(np.concatenate(chosen), np.concatenate(chosen))
         assert (among[~np.eye(len(chosen), dtype=bool)] <= kappa).all()
 
 
-def _distractor_pixels(entry, clip, draws, clips) -> np.ndarray:
-    if entry["kind"] == "mirror":
-        return clip.frames[entry["position"]][:, ::-1]
-    if entry["kind"] == "donor":
-        assert draws["donor"]["path"] != clip.video_path
-        donor = clips[draws["donor"]["path"]]
-        if donor.size != clip.size:   # the build resizes the donor to this video's size
-            donor = read_clips(os.path.dirname(donor.info.path), draws["donor"]["path"],
-                               [PROTOCOL], "pyav", clip.size)[PROTOCOL]
-        assert donor.video_hash == draws["donor"]["hash"]
-        return donor.frames[entry["position"]]
-    return clip.frames[entry["position"]]
+def _profile(sim: np.ndarray, draws, position: int) -> np.ndarray:
+    context, at, m = draws["context"], draws["gap_start"], draws["masked"]
+    shown = context[:at] + context[at + m:]
+    others = [t for t in context[at:at + m] if t != position]
+    return np.array([sim[position, shown].max(),
+                     max(sim[position, context[at - 1]], sim[position, context[at + m]]),
+                     sim[position, others].max()])
 
 
-def test_distractor_kinds_follow_their_variant(samples, clips):
-    kinds: dict[str, set] = {v: set() for v in VARIANTS}
+def _from_gap(draws, position: int) -> int:
+    left, right = draws["context"][draws["gap_start"] - 1], draws["context"][
+        draws["gap_start"] + draws["masked"]]
+    return left - position if position < left else position - right
+
+
+def test_each_distractor_is_the_frame_nearest_in_profile_to_its_target(samples, clips):
+    """Re-derived from the similarities: for each slot in order, the frame within the radius,
+    outside the gap, near-duplicate of no context frame nor of an earlier pick, whose highest
+    similarity to a shown frame, to a gap border and to a target is nearest (L1) to its
+    target's (to a shown frame, a border, another target); the nearest to the gap on ties."""
     for sample in samples:
-        draws = sample["draws"]
-        kinds[sample["variant"]] |= {e["kind"] for e in draws["pool"]} - {"target"}
-        if draws["kind"] != "boundary":
-            continue
-        # boundary: the grid frames nearest the gap outside the context's span (ties: the
-        # earlier one) that are near-duplicates of no context frame and of no nearer pick
-        clip = clips[sample["video"]["path"]]
+        clip, draws = clips[sample["video"]["path"]], sample["draws"]
         sim = similarities(clip, draws)
-        context, at, m = draws["context"], draws["gap_start"], draws["masked"]
-        low, high, kappa = context[at - 1], context[at + m], draws["kappa"]
-        valid = [p for p in range(0, len(sim), draws["stride"])
-                 if not context[0] <= p <= context[-1] and sim[p, context].max() <= kappa]
-        picked: list[int] = []
-        for p in sorted(valid, key=lambda p: (low - p if p < low else p - high, p)):
-            if all(sim[p, q] <= kappa for q in picked) and len(picked) < draws["distractors"]:
-                picked.append(p)
-        chosen = {e["position"] for e in draws["pool"] if e["kind"] == "neighbour"}
-        assert chosen == set(picked)
-    assert kinds["mvp-easy"] == kinds["standard"] == kinds["mvp-hard"] == kinds["boundary"] == {
-        "neighbour"}
-    assert "mirror" in kinds["mirrored"] and kinds["other_video"] == {"donor"}
+        context, at, m, kappa = (draws["context"], draws["gap_start"], draws["masked"],
+                                 draws["kappa"])
+        valid = [p for p in range(len(sim))
+                 if not context[at - 1] <= p <= context[at + m] and p not in context
+                 and _from_gap(draws, p) <= draws["radius_s"] * clip.sample_fps
+                 and sim[p, context].max() <= kappa]
+        valid.sort(key=lambda p: (_from_gap(draws, p), p))
+        picked: list[tuple[int, int]] = []
+        for k in draws["matching"]:
+            taken = [q for q, _ in picked]
+            free = [p for p in valid if p not in taken and all(sim[p, q] <= kappa for q in taken)]
+            want = _profile(sim, draws, context[at + k])
+            picked.append((min(free, key=lambda p: np.abs(_profile(sim, draws, p) - want).sum()),
+                           k))
+        recorded = [(e["position"], e["matches"]) for e in draws["pool"] if e["kind"] != "target"]
+        assert sorted(recorded) == sorted(picked)
+        assert set(draws["matching"]) == set(range(m))
 
 
 def test_gap_is_visible_and_as_long_as_the_masked_run(samples, clips, built):

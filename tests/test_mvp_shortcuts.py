@@ -1,8 +1,9 @@
 """MVP on footage the bundled clips do not cover (tests/footage.py: a static camera with small
 moving objects, a lecture where only an inset changes, a slow pan, scene cuts; plus opencv-doc's
 real clips where installed): every moving clip yields samples, a truly static one is skipped
-with its reason, solvers that only compare pixels with the context stay at chance, a solver given
-the true frame times scores 100%, and `verify` re-checks every recorded similarity."""
+with its reason, solvers that only compare pixels (with the context, the gap's borders or the other
+candidates) stay at chance, a solver given the true frame times scores 100%, and `verify`
+re-checks every recorded similarity."""
 
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ from viubench.scoring import wilson_interval
 from viubench.tasks.masked_solvers import most_cohesive
 
 TASK = load_tasks()["masked_prediction"]
-OTHERS = ("standard", "mvp-hard", "boundary", "mirrored", "other_video")
+OTHERS = ("standard", "mvp-hard")
+SOLVERS = ("context", "continuity", "cohesion")
 
 
 @pytest.fixture(scope="module")
@@ -93,38 +95,49 @@ def test_every_moving_clip_yields_and_a_static_one_is_skipped(easy, others, vide
     per_variant = {}
     for sample in samples_of(others):
         per_variant.setdefault(sample["variant"], set()).add(sample["video"]["path"])
-    for variant in ("standard", "mvp-hard", "boundary", "mirrored"):
+    for variant in OTHERS:
         assert per_variant[variant] == set(moving), variant
 
 
-def test_the_context_solver_stays_at_chance(easy, others, tmp_path):
-    ordered = run(easy, str(tmp_path / "easy_border"), "similarity solver=context order=border")
-    score, low, _ = exact(ordered, "mvp-easy")
-    assert ordered["masked_prediction:mvp-easy"]["n"] >= 200
-    # the issue's solver: reject what is visible, order by the borders (<= 2x chance)
-    assert score <= 2 * chance("mvp-easy")
+def at_chance(results: dict, variant: str) -> bool:
+    """One-sided exact binomial test against chance: no evidence (p > 0.01) of a shortcut."""
+    row = results[f"masked_prediction:{variant}"]
+    hits = round(row["score"] * row["n"] / 100)
+    return binomial_tail(hits, row["n"], chance(variant)) > 0.01
+
+
+def test_the_issue_solver_stays_under_twice_chance(easy, tmp_path):
+    """Reject what is visible, order by the borders: 50% on viubench 1's mvp-easy."""
+    results = run(easy, str(tmp_path / "run"), "similarity solver=context order=border")
+    assert results["masked_prediction:mvp-easy"]["n"] >= 200
+    assert exact(results, "mvp-easy")[0] <= 2 * chance("mvp-easy")
+
+
+def test_the_context_solver_is_at_chance_on_every_variant_and_measure(easy, others, tmp_path):
     for testset, variants, name in ((easy, ("mvp-easy",), "easy"), (others, OTHERS, "others")):
         for measure in ("block-ssim", "dhash"):
             results = run(testset, str(tmp_path / f"{name}_{measure}"),
                           f"similarity solver=context measure={measure}")
             for variant in variants:
-                row = results[f"masked_prediction:{variant}"]
-                hits = round(row["score"] * row["n"] / 100)
-                # one-sided exact binomial test against chance: no evidence of a shortcut
-                assert binomial_tail(hits, row["n"], chance(variant)) > 0.01, (variant, measure)
+                assert at_chance(results, variant), (variant, measure)
 
 
-def test_pixel_continuity_is_reported_above_chance_and_analyze_flags_no_leak(easy, tmp_path):
+def test_analyze_finds_no_pixel_solver_above_chance_on_any_variant(easy, others, tmp_path):
+    """Each solver's exact match, with its 95% CI clustered by video (as `analyze` and the
+    leaderboard report it), does not exclude chance on any variant."""
     runs = []
-    for spec in ("random", "similarity solver=context", "similarity solver=continuity"):
-        runs.append(str(tmp_path / spec.replace(" ", "_").replace("=", "_")))
-        results = run(easy, runs[-1], spec)
-    assert exact(results, "mvp-easy")[1] > chance("mvp-easy")
-    done = viubench("analyze", *runs, "--out", str(tmp_path / "analysis"))
-    assert done.returncode == 0, done.stderr
-    rows = list(csv.DictReader(open(tmp_path / "analysis" / "shortcuts.csv")))
-    roles = {row["role"]: row for row in rows if row["variant"] == "mvp-easy"}
-    assert roles["non-semantic"]["flag"] == "" and roles["continuity"]["flag"] == "above_chance"
+    for testset, name in ((easy, "easy"), (others, "others")):
+        for spec in ("random", *(f"similarity solver={solver}" for solver in SOLVERS)):
+            runs.append(str(tmp_path / name / spec.replace(" ", "_").replace("=", "_")))
+            run(testset, runs[-1], spec)
+        done = viubench("analyze", *runs[-1 - len(SOLVERS):], "--out", str(tmp_path / name / "a"))
+        assert done.returncode == 0, done.stderr
+    rows = [row for name in ("easy", "others")
+            for row in csv.DictReader(open(tmp_path / name / "a" / "shortcuts.csv"))
+            if row["role"] == "non-semantic"]
+    assert {row["variant"] for row in rows} == {"mvp-easy", *OTHERS}
+    assert len(rows) == len(SOLVERS) * (1 + len(OTHERS))
+    assert [row for row in rows if row["flag"]] == []
 
 
 def test_a_solver_given_the_true_frame_times_scores_100(easy, others):
@@ -134,8 +147,7 @@ def test_a_solver_given_the_true_frame_times_scores_100(easy, others):
         context, at, m = draws["context"], draws["gap_start"], draws["masked"]
         left, right = seconds[context[at - 1]], seconds[context[at + m]]
         times = {label: seconds[entry["position"]]
-                 for label, entry in enumerate(draws["pool"], start=1)
-                 if entry["kind"] in ("target", "neighbour")}   # mirrors, donors: not this video
+                 for label, entry in enumerate(draws["pool"], start=1)}
         inside = sorted((t, label) for label, t in times.items() if left < t < right)
         assert ",".join(str(label) for _, label in inside) == sample["answer"]
 

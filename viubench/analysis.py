@@ -6,14 +6,13 @@
 * items: per common sample, each run's score, the mean, and whether all runs fail / solve it;
   a histogram of the per-item mean per task.
 * shortcuts: non-visual runs (fingerprint `blind`, `constant`; `random` as reference; `whole`
-  and `prior`, the answer-distribution baselines, in role `prior`; the `similarity` solvers:
-  `context` and `cohesion` in role `non-semantic`, `continuity` in role `continuity`) against
-  chance per variant on the common samples. Chance: expected score of `random_answer` by Monte
-  Carlo (per-sample generator seeded by its id; 50 draws each, at most 40,000 in all, spread by a
-  hash of the id); an item's chance is its draws' mean shrunk to the variant's by 4 pseudo-draws.
+  and `prior`, the answer-distribution baselines, in role `prior`; the `similarity` solvers
+  `context`, `continuity` and `cohesion` in role `non-semantic`) against chance per variant
+  on the common samples. Chance: expected score of `random_answer` by Monte Carlo (per-sample
+  generator seeded by its id; 50 draws each, at most 40,000 in all, spread by a hash of the
+  id); an item's chance is its draws' mean shrunk to the variant's by 4 pseudo-draws.
   `leak`: a non-visual or non-semantic run's CI lower bound exceeds chance. `above_chance`: a
-  `prior` or `continuity` run's does (the answer distribution, or pixel matching across the gap,
-  is worth that much). Items non-visual runs score
+  `prior` run's does (the answer distribution is worth that much). Items non-visual runs score
   above chance are listed.
 
 CIs are `scoring.score_interval`, or past 5,000 (point, video) pairs in a run one bootstrap over
@@ -38,8 +37,7 @@ from .testset import iter_samples, load_build
 KNOB_LEVELS, QUANTILE_BINS = 10, 4
 CHANCE_DRAWS, CHANCE_BUDGET, SHRINK = 50, 40_000, 4
 NON_VISUAL, REFERENCE, PRIOR = ("blind", "constant"), ("random",), ("whole", "prior")
-NON_SEMANTIC = ("similarity:context", "similarity:cohesion")
-CONTINUITY = ("similarity:continuity",)
+NON_SEMANTIC = ("similarity:context", "similarity:continuity", "similarity:cohesion")
 LEAKY_ROLES = ("non-visual", "non-semantic")
 EXACT_CLUSTERS = 5000
 Groups = Mapping[Hashable, tuple[list[float], list[str]]]
@@ -258,7 +256,7 @@ def _audit(runs: Sequence[_Run], items: Mapping[str, _Item],
                                                           items[sid].chance_draws)
     chance = {key: s / d if d else float("nan") for key, (s, d) in sorted(totals.items())}
     baselines = [run for run in runs
-                 if run.kind in NON_VISUAL + REFERENCE + PRIOR + NON_SEMANTIC + CONTINUITY]
+                 if run.kind in NON_VISUAL + REFERENCE + PRIOR + NON_SEMANTIC]
     rows = [] if baselines else [{"task": t, "variant": v, "run": "", "adapter": "",
                                   "role": "", "chance": _pct(c)} for (t, v), c in chance.items()]
     solved: list[dict[str, Any]] = []
@@ -287,14 +285,12 @@ def _kind(fingerprint: Mapping[str, Any]) -> str:
 
 
 def _role(kind: str) -> str:
-    """reference (random guessing), prior (answer-distribution baselines), continuity (pixel
-    matching across the gap), non-semantic (pixel similarity to the context) or non-visual."""
+    """reference (random guessing), prior (answer-distribution baselines), non-semantic (pixel
+    similarity solvers) or non-visual."""
     if kind in REFERENCE:
         return "reference"
     if kind in PRIOR:
         return "prior"
-    if kind in CONTINUITY:
-        return "continuity"
     return "non-semantic" if kind in NON_SEMANTIC else "non-visual"
 
 
