@@ -2,8 +2,9 @@
 
 Sampling (tasks/masked_draws.py): the video's central 90% is decoded at 2 fps, faster where
 that gives fewer than 96 frames (every frame of a window holding fewer; under 48 the video is
-too short), and a long video keeps its central 120 s (240 frames). The sample is drawn on a grid of those
-frames, the sparsest that works: the one closest to the paper's 1 fps first, then denser ones.
+too short), and a long video keeps its central 120 s (240 frames). The sample is drawn on a
+grid of those frames, the sparsest that works: the one closest to the paper's 1 fps first, then
+denser ones.
 From a random start on the grid a frame is kept only if it is not a near-duplicate
 (similarity > kappa) of the last kept frame, until N frames are kept (the context). A
 continuous run of m of them, never the first or the last, is masked: each masked frame is shown

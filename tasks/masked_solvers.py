@@ -75,9 +75,10 @@ def _top(keys: np.ndarray, count: int) -> list[int]:
 
 def most_cohesive(among: np.ndarray, count: int) -> list[int]:
     """The `count` candidates with the highest mean pairwise similarity (first such subset)."""
-    def cohesion(subset: tuple[int, ...]) -> float:
-        return float(np.mean([among[a, b] for a, b in itertools.combinations(subset, 2)]))
-    return list(max(itertools.combinations(range(len(among)), count), key=cohesion))
+    subsets: list[tuple[int, ...]] = list(itertools.combinations(range(len(among)), count))
+    scores = [float(np.mean([among[a, b] for a, b in itertools.combinations(subset, 2)]))
+              for subset in subsets]
+    return list(subsets[int(np.argmax(scores))])
 
 
 def _is_gap(frame: np.ndarray, gap: np.ndarray) -> bool:
