@@ -370,6 +370,23 @@ def test_cli_builds_the_mvp_suite_and_verify_catches_a_changed_pool(real_videos,
     assert broken.returncode == 1 and "differs" in broken.stderr
 
 
+def test_verify_names_a_sample_built_by_another_task_version(built, tmp_path):
+    copy = str(tmp_path / "old")
+    shutil.copytree(built[0], copy)
+    path = os.path.join(copy, "samples.jsonl")
+    lines = open(path).read().splitlines()
+    record = json.loads(lines[0])
+    record["version"] = "2"                 # a version 2 record has no matching order
+    del record["draws"]["matching"]
+    lines[0] = json.dumps(record)
+    open(path, "w").write("\n".join(lines) + "\n")
+    done = viubench("verify", copy)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert (f"sample {record['id']} (masked_prediction:{record['variant']}" in done.stderr
+            and "built by masked_prediction version 2, this viubench has version 3"
+            in done.stderr)
+
+
 def test_short_videos_are_skipped_with_a_reason(built, tmp_path):
     videos = tmp_path / "short"
     cm.too_short_mp4(str(videos / "short.mp4"), frames=52)

@@ -86,6 +86,11 @@ def _verify_video(spec: BuildSpec, tasks, store: MediaStore, path: str,
             problems.append(f"{label}: duplicate id")
         seen_ids.add(record["id"])
         task = tasks[record["task"]]
+        if record.get("version") != task.version:
+            problems.append(f"{label}: built by {record['task']} version"
+                            f" {record.get('version')}, this viubench has version {task.version}:"
+                            " rebuild the test set to verify it")
+            continue
         clip = clips[record["frames"]["backend"]][spec.protocol(task)]
         if clip.video_hash != record["video"]["hash"]:
             problems.append(f"{label}: the source video's content changed")
