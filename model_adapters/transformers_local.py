@@ -81,7 +81,8 @@ def _skip_missing_video(self, name: str, argument: Any) -> Any:
     # The processor base class insists on a video processor object; we deliberately have none.
     if name == "video_processor" and argument is None:
         return None
-    return type(self).__mro__[1].check_argument_for_proper_class(self, name, argument)
+    parent: Any = type(self).__mro__[1]
+    return parent.check_argument_for_proper_class(self, name, argument)
 
 
 def _chat_template(path: str, tokenizer: Any) -> str | None:
@@ -104,9 +105,9 @@ def _processor_without_video(path: str, remote: bool) -> Any:
     from transformers import AutoConfig, AutoImageProcessor, AutoTokenizer
     from transformers.models.auto.processing_auto import PROCESSOR_MAPPING
 
-    common = {"local_files_only": True, "trust_remote_code": remote}
+    common: dict[str, Any] = {"local_files_only": True, "trust_remote_code": remote}
     config = AutoConfig.from_pretrained(path, **common)
-    base = PROCESSOR_MAPPING[type(config)]
+    base: Any = PROCESSOR_MAPPING[type(config)]
     tokenizer = AutoTokenizer.from_pretrained(path, **common)
     images = AutoImageProcessor.from_pretrained(path, **common)
     extra: dict[str, Any] = {}

@@ -223,9 +223,9 @@ class VLLMEngine:
                 queued[_external_id(engine_id)] = number
             outputs = self._run() if queued else []
         for output in outputs:
-            number = queued.get(_external_id(output.request_id))
-            if number is not None:
-                responses[number] = self._response(output, requests[number], infos[number])
+            slot = queued.get(_external_id(output.request_id))
+            if slot is not None:
+                responses[slot] = self._response(output, requests[slot], infos[slot])
         return [response or failed("fatal", "vllm returned no output for this request")
                 for response in responses]
 

@@ -25,7 +25,7 @@ import os
 import random
 import zlib
 from collections import defaultdict
-from typing import Any, Hashable, Iterable, Mapping, NamedTuple, Sequence
+from typing import Any, Hashable, Iterable, Mapping, NamedTuple, Sequence, cast
 
 import numpy as np
 
@@ -221,8 +221,9 @@ def _knob_rows(runs: Sequence[_Run], items: Mapping[str, _Item]) -> list[dict[st
                            score, items[sid].video) for sid, score in run.scores.items()
                           if sid in items for knob, value in items[sid].knobs.items()
                           if value is not None)
-        for (task, knob, level), interval in _intervals(groups).items():
-            scores, videos = groups[(task, knob, level)]
+        for key, interval in _intervals(groups).items():
+            task, knob, level = cast("tuple[str, str, Any]", key)
+            scores, videos = groups[key]
             rows.append({"task": task, "knob": knob, "level": level, "run": run.label,
                          **_stats(scores, interval), "videos": len(set(videos)),
                          "_order": (order[(task, knob)], levels[(task, knob)][1].index(level),

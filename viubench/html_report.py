@@ -152,7 +152,7 @@ def _reported_colours(count: int) -> list[Any]:
 def plot_overall(rows: Sequence[Row], name: str = OVERALL) -> bytes:
     """One horizontal bar per model for one cell (default Overall), best first, with CIs."""
     ranked = [(cell(row, name), row) for row in rows if cell(row, name)[0] is not None]
-    ranked.sort(key=lambda item: item[0][0], reverse=True)
+    ranked.sort(key=lambda item: item[0][0] or 0.0, reverse=True)
     figure = _new_figure(9.0, max(2.5, 0.32 * len(ranked) + 1.2))
     axes = figure.add_subplot()
     ys = list(range(len(ranked)))
@@ -167,7 +167,7 @@ def plot_overall(rows: Sequence[Row], name: str = OVERALL) -> bytes:
     axes.set_yticks(ys, labels, fontsize=9)
     axes.invert_yaxis()
     for y, (value, _, high) in zip(ys, cells):
-        axes.text((high if high is not None else value) + 1, y, f"{value:.1f}",
+        axes.text((high if high is not None else value or 0.0) + 1, y, f"{value:.1f}",
                   va="center", fontsize=8)
     axes.set_xlim(0, 105)
     axes.set_xlabel(f"{name} score (x100); measured with 95% CI (blue), reported (grey)")

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import sys
-from typing import Any, Mapping
+from typing import Any, Mapping, TypeVar
 
 from tqdm import tqdm
 
 from .build import VideoResult
+
+
+_B = TypeVar("_B", bound="_Bar")
 
 
 class _Bar:
@@ -19,7 +22,7 @@ class _Bar:
         self.label = label
         self.bar: tqdm | None = None
 
-    def __enter__(self) -> "_Bar":
+    def __enter__(self: _B) -> _B:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -7,7 +7,7 @@ import importlib
 import inspect
 import pkgutil
 from importlib.metadata import entry_points
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from .answers import POLICIES
 from .task import Task
@@ -64,7 +64,7 @@ def load_tasks(extra: Sequence[str] = ()) -> dict[str, Task]:
     return tasks
 
 
-def suites(tasks: dict[str, Task]) -> dict[str, list[tuple[str, str]]]:
+def suites(tasks: Mapping[str, Task]) -> dict[str, list[tuple[str, str]]]:
     """Suite name -> [(task, variant)], from what each task declares; `all` holds everything."""
     result: dict[str, list[tuple[str, str]]] = {}
     for task in tasks.values():
