@@ -1,13 +1,17 @@
-"""The command line: list, build, verify, user tasks by module:attribute and by entry point."""
+"""The command line: list, build, verify, user tasks by module:attribute and by entry point,
+Ctrl-C and a closed pipe without a traceback."""
 
 from __future__ import annotations
 
 import json
 import os
 import shutil
+import subprocess
+import sys
 
 import pytest
 
+import viubench.cli as cli
 from helpers import TESTS, fake_distribution, viubench
 
 
@@ -92,3 +96,28 @@ def test_user_task_by_entry_point(two_videos, tmp_path):
                      env_path=path)
     assert built.returncode == 0, built.stderr
     assert viubench("verify", out, env_path=path).returncode == 0
+
+
+def test_ctrl_c_is_one_line_and_exit_code_130(monkeypatch, capsys):
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(cli.COMMANDS, "list", interrupted)
+    assert cli.main(["list"]) == 130
+    err = capsys.readouterr().err
+    assert err.startswith("viubench list: interrupted") and err.count("\n") == 1
+
+
+def test_a_closed_pipe_stops_quietly():
+    """`viubench ... | head -1`: the reader leaves while output is still being written."""
+    script = ("import viubench.cli as c; "
+              "c.COMMANDS['list'] = lambda args: [print('x' * 99) for _ in range(10 ** 5)] and 0; "
+              "raise SystemExit(c.main(['list']))")
+    writer = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE)
+    reader = subprocess.Popen(["head", "-1"], stdin=writer.stdout, stdout=subprocess.PIPE)
+    writer.stdout.close()
+    first, _ = reader.communicate()
+    err = writer.stderr.read().decode()
+    assert writer.wait() == 141 and first == b"x" * 99 + b"\n"
+    assert err == "", err

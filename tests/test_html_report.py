@@ -15,8 +15,10 @@ from PIL import Image
 
 import viubench.adapters
 from viubench.adapters import parse_spec
-from viubench.html_report import format_cell, render_png, write_html, write_pngs
-from viubench.leaderboard import build_leaderboard, cell_names, read_csv
+from viubench.html_report import (explanation_html, format_cell, render_png, write_html,
+                                  write_pngs)
+from viubench.leaderboard import build_leaderboard, cell_names, layout, read_csv
+from viubench.registry import load_tasks
 from viubench.runner import GenerationSettings, RunOptions, run_eval
 
 REPORTED = os.path.join(os.path.dirname(__file__), "..", "leaderboards", "viubench_reported.csv")
@@ -135,3 +137,12 @@ def test_renders_in_headless_chromium(page: str, tmp_path) -> None:
     assert returncode == 0 and shot.exists(), log.read_text(errors="replace")[-2000:]
     image = assert_not_blank(shot.read_bytes(), min_colours=50)
     assert image.size == (1400, 2000)
+
+
+def test_the_explanation_says_what_overall_averages() -> None:
+    nine = layout(load_tasks(), "viubench")
+    assert "the unweighted mean of all 9 sub-columns" in explanation_html(nine, [])
+    both = layout(load_tasks(), "viubench,mvp")
+    text = explanation_html(both, [])
+    assert "the first suite's 9 sub-columns (the other 2 are not in it)" in text
+    assert "of all 11" not in text

@@ -186,6 +186,10 @@ def test_commands_write_leaderboard_files_and_print_comparisons(runs, tmp_path):
         assert os.path.getsize(out[:-4] + suffix) > 500
     compared = viubench("compare", runs["constant"], runs["half"])
     assert compared.returncode == 0 and "Overall" in compared.stdout
+    # the runs hold no MVP sample: those cells say so instead of printing nan
+    assert "nan" not in compared.stdout
+    assert any(line.startswith("MVP Easy") and "no common samples" in line
+               for line in compared.stdout.splitlines())
     analysed = viubench("analyze", runs["constant"], runs["half"], "--out", str(tmp_path / "a"))
     assert analysed.returncode == 0 and "knobs.png" in analysed.stdout
 

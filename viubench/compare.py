@@ -27,7 +27,8 @@ def _scores(rundir: str) -> dict[str, tuple[str, str, float]]:
 
 def compare_runs(run_a: str, run_b: str, suite: str = "viubench,mvp",
                  seed: int = 0) -> list[dict[str, Any]]:
-    """One row per leaderboard cell: difference B - A (x100), CI, p-value, n."""
+    """One row per leaderboard cell: difference B - A (x100), CI, p-value, n (None for all but
+    n in a cell without samples both runs scored)."""
     hash_a, hash_b = run_header(run_a)["testset"]["hash"], run_header(run_b)["testset"]["hash"]
     if hash_a != hash_b:
         raise ValueError(f"{run_a} and {run_b} answered different test sets; a paired"
@@ -45,7 +46,9 @@ def compare_runs(run_a: str, run_b: str, suite: str = "viubench,mvp",
             values.append(difference)
     p_values = _sign_flip_p_values(np.array(slots, dtype=int), np.array(values), columns, seed)
     return [{"cell": cell.name, "difference": 100 * cell.value, "ci_low": 100 * cell.low,
-             "ci_high": 100 * cell.high, "p_value": p, "n": cell.n}
+             "ci_high": 100 * cell.high, "p_value": p, "n": cell.n} if cell.n else
+            {"cell": cell.name, "difference": None, "ci_low": None, "ci_high": None,
+             "p_value": None, "n": 0}
             for cell, p in zip(cell_estimates(deltas, columns, seed), p_values)]
 
 
@@ -69,6 +72,10 @@ def format_comparison(rows: Sequence[dict[str, Any]], label_a: str, label_b: str
     lines = [f"B - A   with A = {label_a}   B = {label_b}",
              f"{'cell':20s} {'B - A':>7s} {'95% CI':>16s} {'p':>7s} {'n':>6s}"]
     for row in rows:
+        if not row["n"]:
+            lines.append(f"{row['cell']:20s} {'-':>7s} {'no common samples':>16s} {'-':>7s}"
+                         f" {0:6d}")
+            continue
         interval = f"[{row['ci_low']:.1f}, {row['ci_high']:.1f}]"
         lines.append(f"{row['cell']:20s} {row['difference']:7.1f} {interval:>16s}"
                      f" {row['p_value']:7.4f} {row['n']:6d}")

@@ -243,6 +243,15 @@ def table_html(rows: Sequence[Row], columns: Sequence[Column]) -> tuple[str, dic
     return table, footnotes
 
 
+def _overall_words(columns: Sequence[Column]) -> str:
+    """What Overall averages: every column, or only the first suite's ones."""
+    counted = [c for c in columns if c.in_overall]
+    if len(counted) == len(columns):
+        return f"the unweighted mean of all {len(columns)} sub-columns"
+    return (f"the unweighted mean of the first suite's {len(counted)} sub-columns (the other"
+            f" {len(columns) - len(counted)} are not in it)")
+
+
 def explanation_html(columns: Sequence[Column], rows: Sequence[Row]) -> str:
     """What the columns and the intervals mean, and a warning if runs used different test sets."""
     group_text = ", ".join(f"{html.escape(group)} ({len(positions)} columns)"
@@ -250,7 +259,7 @@ def explanation_html(columns: Sequence[Column], rows: Sequence[Row]) -> str:
     parts = [
         f"<p>Scores are accuracies x100. The first {len(columns)} columns are the suite's "
         f"sub-columns; then one unweighted average per task group ({group_text}) and "
-        f"<b>{OVERALL}</b>, the unweighted mean of all {len(columns)} sub-columns.</p>",
+        f"<b>{OVERALL}</b>, {_overall_words(columns)}.</p>",
         "<p><b>Measured</b> rows (blue badge) are runs of this harness. Each cell shows the "
         "score, its 95% confidence interval in brackets and as a bar on a 0–100 scale (the "
         "black tick is the score); hover for the number of samples n. The interval is a "
