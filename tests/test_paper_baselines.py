@@ -5,14 +5,13 @@ This is the table the README prints (leaderboards/viubench_bundled_2700_baseline
 
 from __future__ import annotations
 
-import os
 
 import pytest
 
 from viubench.adapters import create, parse_spec
 from viubench.build import BuildSpec, build
-from viubench.leaderboard import build_leaderboard, read_csv
-from viubench.publish import REPO_LEADERBOARDS
+from viubench.leaderboard import build_leaderboard
+from viubench.publish import reported_rows
 from viubench.registry import load_tasks, select
 from viubench.results import score_run
 from viubench.runner import GenerationSettings, RunOptions, run_eval
@@ -43,8 +42,7 @@ def board(real_videos, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def paper():
-    rows = read_csv(os.path.join(REPO_LEADERBOARDS, "viubench_reported.csv"))
-    return next(row for row in rows if row["model"] == "Random Guess")
+    return next(row for row in reported_rows(None, "viubench") if row["model"] == "Random Guess")
 
 
 def inside(row, paper, column, widen: float = 1.0) -> bool:

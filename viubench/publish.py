@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import argparse
 import os
+from importlib import resources
 from typing import Any
-
-REPO_LEADERBOARDS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                 "leaderboards")
 
 
 def add_parsers(commands: Any) -> None:
@@ -21,7 +19,7 @@ def add_parsers(commands: Any) -> None:
                        help="suites whose columns to show; Overall averages the first one's")
     board.add_argument("--reported", default=None,
                        help="CSV of published rows to show beside yours (default: the paper's"
-                            " table for the suite when this checkout has it; 'none' to omit)")
+                            " table for the suite, shipped with viubench; 'none' to omit)")
     board.add_argument("--title", default=None)
 
     compare = commands.add_parser("compare", help="paired difference of two runs with CIs")
@@ -40,10 +38,13 @@ def reported_rows(option: str | None, suite: str) -> list[dict[str, Any]]:
 
     if option == "none":
         return []
-    path = option or os.path.join(REPO_LEADERBOARDS, f"{suite.split(',')[0]}_reported.csv")
-    if option is None and not os.path.exists(path):
+    if option is not None:
+        return read_csv(option)
+    shipped = resources.files("viubench.leaderboards") / f"{suite.split(',')[0]}_reported.csv"
+    if not shipped.is_file():
         return []
-    return read_csv(path)
+    with resources.as_file(shipped) as path:
+        return read_csv(str(path))
 
 
 def leaderboard_command(args: argparse.Namespace) -> int:

@@ -1,0 +1,48 @@
+"""Packaging: a built wheel, not the checkout, carries what a user needs (the paper's reported
+rows for the leaderboard)."""
+
+from __future__ import annotations
+
+import csv
+import glob
+import os
+import shutil
+import subprocess
+import sys
+
+from helpers import TESTS
+from viubench.adapters import create, parse_spec
+from viubench.runner import GenerationSettings, RunOptions, run_eval
+
+REPO = os.path.dirname(TESTS)
+NOT_SOURCE = (".git", ".venv*", "build", "dist", "*.egg-info", "tests", "viubench-demo", "out",
+              "paper2700", ".scratch", "__pycache__", ".*_cache")
+
+
+def test_a_built_wheel_puts_the_papers_rows_on_the_leaderboard(viubench_testset, tmp_path):
+    wheels, target = str(tmp_path / "wheels"), str(tmp_path / "installed")
+    source = str(tmp_path / "source")   # a copy, so no stale build/ folder can help
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(*NOT_SOURCE))
+    pip = [sys.executable, "-m", "pip", "-q"]
+    built = subprocess.run([*pip, "wheel", source, "--no-deps", "--no-build-isolation", "-w",
+                            wheels], capture_output=True, text=True)
+    assert built.returncode == 0, built.stderr
+    [wheel] = glob.glob(os.path.join(wheels, "viubench-*.whl"))
+    installed = subprocess.run([*pip, "install", "--no-deps", "--target", target, wheel],
+                               capture_output=True, text=True)
+    assert installed.returncode == 0, installed.stderr
+    run = str(tmp_path / "run")
+    spec = parse_spec("random")
+    run_eval(viubench_testset, spec, create(spec), run, GenerationSettings(), RunOptions())
+    out = str(tmp_path / "board" / "board.csv")
+    # run from outside the checkout with the installed wheel first on the path: its code, its data
+    env = {**os.environ, "PYTHONPATH": target}
+    located = subprocess.run([sys.executable, "-c", "import viubench; print(viubench.__file__)"],
+                             capture_output=True, text=True, cwd=str(tmp_path), env=env)
+    assert located.stdout.startswith(target), located.stdout + located.stderr
+    done = subprocess.run([sys.executable, "-m", "viubench.cli", "leaderboard", run, "--out", out],
+                          capture_output=True, text=True, cwd=str(tmp_path), env=env)
+    assert done.returncode == 0, done.stderr
+    with open(out, encoding="utf-8") as handle:
+        models = [row["model"] for row in csv.DictReader(handle)]
+    assert models[0] == "random" and "GPT-5" in models and len(models) == 15
