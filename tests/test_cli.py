@@ -121,3 +121,24 @@ def test_a_closed_pipe_stops_quietly():
     err = writer.stderr.read().decode()
     assert writer.wait() == 141 and first == b"x" * 99 + b"\n"
     assert err == "", err
+
+
+def test_a_task_module_in_the_current_folder_needs_no_pythonpath(two_videos, tmp_path):
+    """The console script, run where the user's module lies, as the README shows it."""
+    shutil.copy(os.path.join(TESTS, "user_task.py"), tmp_path / "my_task.py")
+    script = os.path.join(os.path.dirname(sys.executable), "viubench")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([script, *args], capture_output=True, text=True,
+                              cwd=str(tmp_path), env=env)
+
+    built = run("build", "--videos", two_videos, "--out", "ts", "--suite", "direction",
+                "--task-module", "my_task:TASK", "--per-video", "1")
+    assert built.returncode == 0, built.stderr
+    assert run("verify", "ts").returncode == 0
+    for reference, words in (("no_such_module:TASK", "cannot import module 'no_such_module'"),
+                             ("my_task:NOPE", "my_task has no attribute 'NOPE'")):
+        failed = run("list", "--task-module", reference)
+        assert failed.returncode == 2 and words in failed.stderr
+        assert "Traceback" not in failed.stderr and failed.stderr.count("\n") == 1

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any, Callable, Mapping, Protocol, Sequence
 
-from .registry import load_object
+from .registry import import_user_module, load_object
 
 ENTRY_POINT_GROUP = "viubench.adapters"
 ERROR_KINDS = ("transient", "rate_limit", "fatal")
@@ -172,7 +172,7 @@ def available_adapters(extra_modules: Sequence[str] = ()) -> dict[str, type]:
     for point in entry_points(group=ENTRY_POINT_GROUP):
         found.setdefault(point.name, point.load())
     for module in extra_modules:
-        found.update(marked_classes(importlib.import_module(module)))
+        found.update(marked_classes(import_user_module(module)))
     return found
 
 
@@ -185,7 +185,7 @@ def resolve(spec: AdapterSpec, extra_modules: Sequence[str] = ()) -> tuple[type,
     if spec.target and spec.target.isidentifier():
         try:
             return load_object(f"{spec.name}:{spec.target}"), None
-        except (ImportError, AttributeError) as error:
+        except (ValueError, AttributeError) as error:
             reference = f"{spec.name}:{spec.target}"
             raise ValueError(f"cannot load adapter class {reference}: {error}") from error
     raise ValueError(f"unknown adapter {spec.name!r}; known: {', '.join(sorted(known))}"

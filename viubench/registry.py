@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import os
 import pkgutil
+import sys
 from importlib.metadata import entry_points
+from types import ModuleType
 from typing import Any, Mapping, Sequence
 
 from .answers import POLICIES
@@ -18,13 +21,33 @@ REQUIRED = ("name", "version", "protocol", "variants", "suites", "reward_policie
             "render", "parse", "metrics", "reward")
 
 
+def import_user_module(name: str) -> ModuleType:
+    """Import a module the user named, looking in the current folder too (as `python -m`
+    does, so `my_task.py` beside you works from the `viubench` command); ValueError in one line
+    if it cannot be imported."""
+    here = os.getcwd()
+    added = here not in sys.path
+    if added:
+        sys.path.insert(0, here)
+    try:
+        return importlib.import_module(name)
+    except (ImportError, SyntaxError) as error:
+        raise ValueError(f"cannot import module {name!r}: {error}") from error
+    finally:
+        if added:
+            sys.path.remove(here)
+
+
 def load_object(reference: str) -> Any:
     """Import `package.module:attribute` (the attribute may be dotted)."""
     module_name, _, attribute = reference.partition(":")
     if not module_name or not attribute:
         raise ValueError(f"{reference!r} is not of the form package.module:attribute")
-    target: Any = importlib.import_module(module_name)
+    target: Any = import_user_module(module_name)
     for name in attribute.split("."):
+        if not hasattr(target, name):
+            raise ValueError(f"cannot load {reference}: {target.__name__} has no attribute"
+                             f" {name!r}")
         target = getattr(target, name)
     return target
 
