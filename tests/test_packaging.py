@@ -1,5 +1,5 @@
-"""Packaging: a built wheel, not the checkout, carries what a user needs (the paper's reported
-rows for the leaderboard)."""
+"""Packaging: a built wheel, not the checkout, carries what a user needs (its dependencies, the
+paper's reported rows for the leaderboard)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import zipfile
 
 from helpers import TESTS
 from viubench.adapters import create, parse_spec
@@ -28,6 +29,12 @@ def test_a_built_wheel_puts_the_papers_rows_on_the_leaderboard(viubench_testset,
                             wheels], capture_output=True, text=True)
     assert built.returncode == 0, built.stderr
     [wheel] = glob.glob(os.path.join(wheels, "viubench-*.whl"))
+    with zipfile.ZipFile(wheel) as archive:
+        [metadata] = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]
+        requires = {line.split(":", 1)[1].split(">")[0].split(";")[0].strip().lower()
+                    for line in archive.read(metadata).decode().splitlines()
+                    if line.startswith("Requires-Dist:") and "extra ==" not in line}
+    assert requires >= {"numpy", "av", "pillow", "tqdm", "scikit-video", "matplotlib"}, requires
     installed = subprocess.run([*pip, "install", "--no-deps", "--target", target, wheel],
                                capture_output=True, text=True)
     assert installed.returncode == 0, installed.stderr
