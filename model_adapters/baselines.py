@@ -28,8 +28,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any, Sequence
 
-from viubench.adapters import (Adapter, AdapterSpec, Request, Response, adapter, create, failed,
-                               parse_spec)
+from viubench.adapters import (Adapter, AdapterSpec, Request, Response, adapter, batching, create,
+                               failed, parse_spec)
 from viubench.registry import load_tasks
 from viubench.sample import derive_rng
 
@@ -170,8 +170,7 @@ class BlindAdapter:
         inner = parse_spec(target)
         self.inner_spec = AdapterSpec(inner.name, inner.target, {**inner.options, **options})
         self.inner: Adapter = create(self.inner_spec)
-        self.default_concurrency = self.inner.default_concurrency
-        self.default_batch_size = self.inner.default_batch_size
+        self.default_concurrency, self.default_batch_size = batching(self.inner)
 
     def generate(self, requests: Sequence[Request]) -> list[Response]:
         responses = self.inner.generate([request.text_only() for request in requests])

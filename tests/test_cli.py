@@ -142,3 +142,37 @@ def test_a_task_module_in_the_current_folder_needs_no_pythonpath(two_videos, tmp
         failed = run("list", "--task-module", reference)
         assert failed.returncode == 2 and words in failed.stderr
         assert "Traceback" not in failed.stderr and failed.stderr.count("\n") == 1
+
+
+MINIMAL_ADAPTER = '''
+from viubench.adapters import Response
+
+
+class Minimal:
+    """Only what an adapter must have: no default_concurrency, no default_batch_size."""
+
+    def __init__(self, **options):
+        self.options = options
+
+    def generate(self, requests):
+        return [Response(text="1") for _ in requests]
+
+    def describe(self):
+        return {"adapter": "minimal"}
+
+    def close(self):
+        pass
+'''
+
+
+def test_an_adapter_without_batching_attributes_runs_one_request_at_a_time(viubench_testset,
+                                                                           tmp_path):
+    (tmp_path / "minimal_adapter.py").write_text(MINIMAL_ADAPTER)
+    script = os.path.join(os.path.dirname(sys.executable), "viubench")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run([script, "eval", "--testset", viubench_testset, "--model",
+                           "minimal_adapter:Minimal", "--out", "run"], capture_output=True,
+                          text=True, cwd=str(tmp_path), env=env)
+    assert done.returncode == 0, done.stderr
+    results = json.load(open(tmp_path / "run" / "results.json"))
+    assert sum(row["n"] for row in results["variants"].values()) == 36

@@ -103,17 +103,26 @@ class AdapterAbort(RuntimeError):
     """A condition that spoils the whole run (credentials, missing model): stop, say why."""
 
 
-class Adapter(Protocol):
-    """What every model adapter provides."""
+DEFAULT_CONCURRENCY = 1     # for an adapter that declares no `default_concurrency`
+DEFAULT_BATCH_SIZE = 1      # for an adapter that declares no `default_batch_size`
 
-    default_concurrency: int    # batches the runner keeps in flight at once
-    default_batch_size: int     # requests per generate() call
+
+class Adapter(Protocol):
+    """What every model adapter provides. `default_concurrency` (batches the runner keeps in
+    flight at once) and `default_batch_size` (requests per generate() call) are optional class
+    attributes: without them the runner sends one request at a time (see `batching`)."""
 
     def generate(self, requests: Sequence[Request]) -> list[Response]: ...
 
     def describe(self) -> dict[str, Any]: ...   # fingerprint: what model, which weights
 
     def close(self) -> None: ...
+
+
+def batching(adapter: Any) -> tuple[int, int]:
+    """(concurrency, batch size) an adapter asks for, or the defaults where it says nothing."""
+    return (getattr(adapter, "default_concurrency", DEFAULT_CONCURRENCY),
+            getattr(adapter, "default_batch_size", DEFAULT_BATCH_SIZE))
 
 
 @dataclass(frozen=True)

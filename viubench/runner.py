@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping, Protocol, Sequence
 
 from . import __version__
-from .adapters import Adapter, AdapterAbort, AdapterSpec, Request, Response, failed
+from .adapters import (Adapter, AdapterAbort, AdapterSpec, Request, Response, batching,
+                       failed)
 from .retry import RetryPolicy
 from .sample import append_jsonl, file_hash, read_jsonl, truncate_lines
 from .testset import SAMPLES, iter_samples, load_build
@@ -204,8 +205,9 @@ def _batches(requests: Iterator[Request], size: int) -> Iterator[list[Request]]:
 def _dispatch(adapter: Adapter, todo: Iterator[Request], options: RunOptions,
               writer: _Writer) -> None:
     """Batches to `concurrency` threads, at most 2 x concurrency batches queued at a time."""
-    concurrency = max(1, options.concurrency or adapter.default_concurrency)
-    size = max(1, options.batch_size or adapter.default_batch_size)
+    wanted_concurrency, wanted_size = batching(adapter)
+    concurrency = max(1, options.concurrency or wanted_concurrency)
+    size = max(1, options.batch_size or wanted_size)
     batches = _batches(todo, size)
     stop = threading.Event()   # set on abort: batches in flight stop retrying at once
     with ThreadPoolExecutor(concurrency, thread_name_prefix="viubench-ask") as pool:
