@@ -13,6 +13,8 @@ import pytest
 
 import viubench.cli as cli
 from helpers import TESTS, fake_distribution, viubench
+from viubench.adapters import available_adapters
+from viubench.registry import load_tasks
 
 
 @pytest.fixture(scope="module")
@@ -176,3 +178,27 @@ def test_an_adapter_without_batching_attributes_runs_one_request_at_a_time(viube
     assert done.returncode == 0, done.stderr
     results = json.load(open(tmp_path / "run" / "results.json"))
     assert sum(row["n"] for row in results["variants"].values()) == 36
+
+
+def test_a_user_name_that_shadows_a_built_in_wins_with_a_warning(tmp_path, monkeypatch):
+    (tmp_path / "shadow_task.py").write_text(
+        "from viubench.tasks.masked_prediction import MaskedPrediction\n"
+        "TASK = MaskedPrediction()\n")
+    (tmp_path / "shadow_adapter.py").write_text(
+        "from viubench.adapters import adapter\n"
+        "from viubench.model_adapters.baselines import RandomAdapter\n\n\n"
+        "@adapter('random')\nclass MyRandom(RandomAdapter):\n    pass\n")
+    monkeypatch.chdir(tmp_path)
+    with pytest.warns(UserWarning, match="task 'masked_prediction' from shadow_task:TASK"
+                                         " replaces the one from built-in"):
+        tasks = load_tasks(["shadow_task:TASK"])
+    assert type(tasks["masked_prediction"]).__module__ == "viubench.tasks.masked_prediction"
+    assert tasks["masked_prediction"] is not load_tasks()["masked_prediction"]
+    with pytest.warns(UserWarning, match="adapter 'random' from shadow_adapter replaces"):
+        assert available_adapters(["shadow_adapter"])["random"].__name__ == "MyRandom"
+    script = os.path.join(os.path.dirname(sys.executable), "viubench")
+    listed = subprocess.run([script, "list", "--task-module", "shadow_task:TASK"],
+                            capture_output=True, text=True, cwd=str(tmp_path))
+    assert listed.returncode == 0 and listed.stderr == (
+        "viubench: warning: task 'masked_prediction' from shadow_task:TASK replaces the one"
+        " from built-in\n")

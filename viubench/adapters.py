@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any, Callable, Mapping, Protocol, Sequence
 
-from .registry import import_user_module, load_object
+from .registry import import_user_module, load_object, shadowed
 
 ENTRY_POINT_GROUP = "viubench.adapters"
 ERROR_KINDS = ("transient", "rate_limit", "fatal")
@@ -172,16 +172,26 @@ def marked_classes(module: Any) -> dict[str, type]:
 
 
 def available_adapters(extra_modules: Sequence[str] = ()) -> dict[str, type]:
-    """Adapter name -> class: built-ins, installed plug-ins, then user modules' marked classes."""
+    """Adapter name -> class: built-ins, installed plug-ins, then user modules' marked classes;
+    a later one of the same name replaces an earlier one, with a warning."""
     import viubench.model_adapters as builtin
 
     found: dict[str, type] = {}
+    origins: dict[str, str] = {}
+
+    def add(classes: Mapping[str, type], origin: str) -> None:
+        for name, cls in classes.items():
+            if name in found and found[name] is not cls:
+                shadowed(f"adapter {name!r}", origin, origins[name])
+            found[name], origins[name] = cls, origin
+
     for info in sorted(pkgutil.iter_modules(builtin.__path__), key=lambda m: m.name):
-        found.update(marked_classes(importlib.import_module(f"{builtin.__name__}.{info.name}")))
+        add(marked_classes(importlib.import_module(f"{builtin.__name__}.{info.name}")),
+            "built-in")
     for point in entry_points(group=ENTRY_POINT_GROUP):
-        found.setdefault(point.name, point.load())
+        add({point.name: point.load()}, f"entry point {point.name}")
     for module in extra_modules:
-        found.update(marked_classes(import_user_module(module)))
+        add(marked_classes(import_user_module(module)), module)
     return found
 
 

@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 import textwrap
+import warnings
 from typing import Sequence
 
 from . import __version__
@@ -199,8 +200,14 @@ COMMANDS = {"build": cmd_build, "verify": cmd_verify, "eval": cmd_eval, "score":
             "list": cmd_list, "demo": cmd_demo}
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings on the console as one line each, without Python's source excerpt."""
+    print(f"viubench: warning: {message}", file=file or sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
+    warnings.showwarning = _show_warning
     try:
         return COMMANDS[args.command](args)
     except (ValueError, FileNotFoundError) as error:

@@ -1,5 +1,6 @@
 """Name -> task lookup: built-in task modules, the `viubench.tasks` entry-point group, and
-`package.module:attribute` for user code. Built fresh on every call: no global registry."""
+`package.module:attribute` for user code, in that order of precedence (a later one of the same
+name wins, with a warning). Built fresh on every call: no global registry."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import inspect
 import os
 import pkgutil
 import sys
+import warnings
 from importlib.metadata import entry_points
 from types import ModuleType
 from typing import Any, Mapping, Sequence
@@ -70,21 +72,31 @@ def _as_task(obj: Any, origin: str) -> Task:
 
 
 def load_tasks(extra: Sequence[str] = ()) -> dict[str, Task]:
-    """All tasks by name: built-ins, installed plug-ins, then `extra` module:attribute refs."""
+    """All tasks by name: built-ins, then installed plug-ins, then `extra` module:attribute
+    refs; a later one of the same name replaces an earlier one, with a warning."""
     import viubench.tasks as builtin
 
-    found: list[Task] = []
+    found: list[tuple[str, Task]] = []
     for module in sorted(pkgutil.iter_modules(builtin.__path__), key=lambda m: m.name):
         loaded = importlib.import_module(f"{builtin.__name__}.{module.name}")
         if hasattr(loaded, "TASK"):
-            found.append(_as_task(loaded.TASK, loaded.__name__))
-    found += [_as_task(ep.load(), f"entry point {ep.name}")
+            found.append(("built-in", _as_task(loaded.TASK, loaded.__name__)))
+    found += [(f"entry point {ep.name}", _as_task(ep.load(), f"entry point {ep.name}"))
               for ep in entry_points(group=ENTRY_POINT_GROUP)]
-    found += [_as_task(load_object(ref), ref) for ref in extra]
+    found += [(ref, _as_task(load_object(ref), ref)) for ref in extra]
     tasks: dict[str, Task] = {}
-    for task in found:
-        tasks.setdefault(task.name, task)
+    origins: dict[str, str] = {}
+    for origin, task in found:
+        if task.name in tasks and tasks[task.name] is not task:
+            shadowed(f"task {task.name!r}", origin, origins[task.name])
+        tasks[task.name], origins[task.name] = task, origin
     return tasks
+
+
+def shadowed(what: str, origin: str, replaced: str) -> None:
+    """Warn (once per message) that `origin` replaces the `what` of `replaced`."""
+    warnings.warn(f"{what} from {origin} replaces the one from {replaced}", UserWarning,
+                  stacklevel=3)
 
 
 def suites(tasks: Mapping[str, Task]) -> dict[str, list[tuple[str, str]]]:
