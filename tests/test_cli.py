@@ -13,7 +13,7 @@ import pytest
 
 import viubench.cli as cli
 from helpers import TESTS, fake_distribution, viubench
-from viubench.adapters import available_adapters
+from viubench.adapters import available_adapters, create, parse_spec
 from viubench.registry import load_tasks
 
 
@@ -202,3 +202,13 @@ def test_a_user_name_that_shadows_a_built_in_wins_with_a_warning(tmp_path, monke
     assert listed.returncode == 0 and listed.stderr == (
         "viubench: warning: task 'masked_prediction' from shadow_task:TASK replaces the one"
         " from built-in\n")
+
+
+def test_a_marked_adapter_needs_no_target_parameter(tmp_path, monkeypatch):
+    (tmp_path / "marked_adapter.py").write_text(
+        "from viubench.adapters import adapter\n" + MINIMAL_ADAPTER.replace(
+            "class Minimal:", "@adapter('minimal')\nclass Minimal:"))
+    monkeypatch.chdir(tmp_path)
+    assert create(parse_spec("minimal k=v"), ["marked_adapter"]).options == {"k": "v"}
+    with pytest.raises(ValueError, match="adapter 'minimal' takes no target"):
+        create(parse_spec("minimal:gpt"), ["marked_adapter"])

@@ -213,12 +213,27 @@ def resolve(spec: AdapterSpec, extra_modules: Sequence[str] = ()) -> tuple[type,
 
 def create(spec: AdapterSpec, extra_modules: Sequence[str] = ()) -> Adapter:
     """Instantiate the adapter a spec names: `cls(target, **options)`, or `cls(**options)` for
-    a `package.module:Class` reference. Options arrive as strings; adapters convert them."""
+    a `package.module:Class` reference or a marked class that takes no target. Options arrive
+    as strings; adapters convert them."""
     cls, target = resolve(spec, extra_modules)
+    if target is not None and not _takes_target(cls):
+        if target:
+            raise ValueError(f"adapter {spec.name!r} takes no target (got {target!r})")
+        target = None   # a marked class without a target parameter
     try:
         return cls(**spec.options) if target is None else cls(target, **spec.options)
     except TypeError as error:
         raise ValueError(f"adapter {spec.redacted()!r}: {error}") from error
+
+
+def _takes_target(cls: type) -> bool:
+    """Whether `cls(...)` accepts a positional argument (the target)."""
+    try:
+        parameters = inspect.signature(cls).parameters.values()
+    except (TypeError, ValueError):
+        return True
+    return any(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
+               for p in parameters)
 
 
 def describe_adapter(cls: type) -> str:
