@@ -164,12 +164,12 @@ class ConstantAdapter:
 class BlindAdapter:
     """Another adapter asked with the text parts only (no frames): `blind:<spec>`."""
 
-    def __init__(self, target: str, **options: str) -> None:
+    def __init__(self, target: str, adapter_modules: Sequence[str] = (), **options: str) -> None:
         if not target:
             raise ValueError("blind needs the adapter to ask: blind:<spec>, e.g. blind:random")
         inner = parse_spec(target)
         self.inner_spec = AdapterSpec(inner.name, inner.target, {**inner.options, **options})
-        self.inner: Adapter = create(self.inner_spec)
+        self.inner: Adapter = create(self.inner_spec, adapter_modules)
         self.default_concurrency, self.default_batch_size = batching(self.inner)
 
     def generate(self, requests: Sequence[Request]) -> list[Response]:

@@ -204,7 +204,7 @@ def test_a_user_name_that_shadows_a_built_in_wins_with_a_warning(tmp_path, monke
         " from built-in\n")
 
 
-def test_a_marked_adapter_needs_no_target_parameter(tmp_path, monkeypatch):
+def test_a_marked_adapter_needs_no_target_and_blind_finds_it(tmp_path, monkeypatch):
     (tmp_path / "marked_adapter.py").write_text(
         "from viubench.adapters import adapter\n" + MINIMAL_ADAPTER.replace(
             "class Minimal:", "@adapter('minimal')\nclass Minimal:"))
@@ -212,3 +212,6 @@ def test_a_marked_adapter_needs_no_target_parameter(tmp_path, monkeypatch):
     assert create(parse_spec("minimal k=v"), ["marked_adapter"]).options == {"k": "v"}
     with pytest.raises(ValueError, match="adapter 'minimal' takes no target"):
         create(parse_spec("minimal:gpt"), ["marked_adapter"])
+    # blind:<spec> finds the adapter it wraps in the same --adapter-module
+    blind = create(parse_spec("blind:minimal k=v"), ["marked_adapter"])
+    assert type(blind.inner).__name__ == "Minimal" and blind.inner.options == {"k": "v"}

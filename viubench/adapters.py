@@ -103,6 +103,7 @@ class AdapterAbort(RuntimeError):
     """A condition that spoils the whole run (credentials, missing model): stop, say why."""
 
 
+WRAPPER_PARAMETER = "adapter_modules"   # see `create`
 DEFAULT_CONCURRENCY = 1     # for an adapter that declares no `default_concurrency`
 DEFAULT_BATCH_SIZE = 1      # for an adapter that declares no `default_batch_size`
 
@@ -214,16 +215,28 @@ def resolve(spec: AdapterSpec, extra_modules: Sequence[str] = ()) -> tuple[type,
 def create(spec: AdapterSpec, extra_modules: Sequence[str] = ()) -> Adapter:
     """Instantiate the adapter a spec names: `cls(target, **options)`, or `cls(**options)` for
     a `package.module:Class` reference or a marked class that takes no target. Options arrive
-    as strings; adapters convert them."""
+    as strings; adapters convert them. An adapter that wraps another (`blind:`) and has a
+    parameter `adapter_modules` gets `extra_modules` there, to create the one it wraps."""
     cls, target = resolve(spec, extra_modules)
     if target is not None and not _takes_target(cls):
         if target:
             raise ValueError(f"adapter {spec.name!r} takes no target (got {target!r})")
         target = None   # a marked class without a target parameter
+    options: dict[str, Any] = dict(spec.options)
+    if _parameter(cls, WRAPPER_PARAMETER):
+        options[WRAPPER_PARAMETER] = tuple(extra_modules)
     try:
-        return cls(**spec.options) if target is None else cls(target, **spec.options)
+        return cls(**options) if target is None else cls(target, **options)
     except TypeError as error:
         raise ValueError(f"adapter {spec.redacted()!r}: {error}") from error
+
+
+def _parameter(cls: type, name: str) -> bool:
+    """Whether `cls(...)` has a parameter called `name`."""
+    try:
+        return name in inspect.signature(cls).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def _takes_target(cls: type) -> bool:
