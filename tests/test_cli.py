@@ -3,6 +3,7 @@ Ctrl-C and a closed pipe without a traceback."""
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -84,6 +85,25 @@ def test_user_task_by_module_attribute(two_videos, tmp_path):
     for record in records:
         assert record["answer"] == ("backwards" if record["draws"]["reversed"] else "forwards")
     assert viubench("verify", out, env_path=TESTS).returncode == 0
+    runs = [str(tmp_path / name) for name in ("forwards", "backwards")]
+    for run, text in zip(runs, ("forwards", "backwards")):
+        asked = viubench("eval", "--testset", out, "--model", f"constant text={text}", "--out",
+                         run, env_path=TESTS)
+        assert asked.returncode == 0, asked.stderr
+    forwards = sum(r["answer"] == "forwards" for r in records)
+    # the user task's suite and columns, on the leaderboard and in compare
+    board = viubench("leaderboard", *runs, "--suite", "direction", "--task-module",
+                     "user_task:TASK", "--out", str(tmp_path / "board.csv"), env_path=TESTS)
+    assert board.returncode == 0, board.stderr
+    rows = {row["model"]: row for row in csv.DictReader(open(tmp_path / "board.csv"))}
+    assert float(rows["constant text=forwards"]["Overall"]) == pytest.approx(100 * forwards / 6,
+                                                                            abs=0.05)
+    compared = viubench("compare", *runs, "--suite", "direction", "--task-module",
+                        "user_task:TASK", env_path=TESTS)
+    assert compared.returncode == 0 and compared.stdout.splitlines()[-1].split()[-1] == "6"
+    # without it, the default suite's columns are empty, not a crash
+    plain = viubench("leaderboard", *runs, "--out", str(tmp_path / "plain.csv"), env_path=TESTS)
+    assert plain.returncode == 0, plain.stderr
 
 
 def test_user_task_by_entry_point(two_videos, tmp_path):

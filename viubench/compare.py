@@ -25,15 +25,15 @@ def _scores(rundir: str) -> dict[str, tuple[str, str, float]]:
             for row in iter_scores(rundir)}
 
 
-def compare_runs(run_a: str, run_b: str, suite: str = "viubench,mvp",
-                 seed: int = 0) -> list[dict[str, Any]]:
+def compare_runs(run_a: str, run_b: str, suite: str = "viubench,mvp", seed: int = 0,
+                 extra_tasks: Sequence[str] = ()) -> list[dict[str, Any]]:
     """One row per leaderboard cell: difference B - A (x100), CI, p-value, n (None for all but
     n in a cell without samples both runs scored)."""
     hash_a, hash_b = run_header(run_a)["testset"]["hash"], run_header(run_b)["testset"]["hash"]
     if hash_a != hash_b:
         raise ValueError(f"{run_a} and {run_b} answered different test sets; a paired"
                          " comparison needs the same samples")
-    columns = layout(load_tasks(), suite)
+    columns = layout(load_tasks(extra_tasks), suite)
     position = {column.key: i for i, column in enumerate(columns)}
     scores_b = _scores(run_b)
     deltas = RunScores("B - A", run_b, hash_b, len(columns))

@@ -122,7 +122,10 @@ def load_run(rundir: str, columns: Sequence[Column], label: str | None = None) -
 
 
 def _matrices(run: RunScores) -> tuple[np.ndarray, np.ndarray]:
+    """[videos, columns] sums and counts ([0, columns] for a run with nothing in them)."""
     videos = sorted(run.sums)
+    if not videos:
+        return np.zeros((0, run.width)), np.zeros((0, run.width))
     return (np.array([run.sums[v] for v in videos]), np.array([run.counts[v] for v in videos]))
 
 
@@ -237,9 +240,11 @@ def read_csv(path: str) -> list[dict[str, Any]]:
 
 
 def build_leaderboard(rundirs: Sequence[str], labels: Sequence[str] = (),
-                      suite: str = "viubench,mvp") -> tuple[list[Column], list[dict[str, Any]]]:
-    """Columns and one measured row per run (runs must share a test set to be compared)."""
-    tasks = load_tasks()
+                      suite: str = "viubench,mvp", extra_tasks: Sequence[str] = ()
+                      ) -> tuple[list[Column], list[dict[str, Any]]]:
+    """Columns and one measured row per run (runs must share a test set to be compared);
+    `extra_tasks` (module:attribute) add user tasks' columns and suites."""
+    tasks = load_tasks(extra_tasks)
     columns = layout(tasks, suite)
     runs = [load_run(d, columns, labels[i] if i < len(labels) else None)
             for i, d in enumerate(rundirs)]

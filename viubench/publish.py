@@ -21,11 +21,15 @@ def add_parsers(commands: Any) -> None:
                        help="CSV of published rows to show beside yours (default: the paper's"
                             " table for the suite, shipped with viubench; 'none' to omit)")
     board.add_argument("--title", default=None)
+    board.add_argument("--task-module", action="append", default=[], metavar="MODULE:ATTR",
+                       help="a user task whose columns and suites to show (repeatable)")
 
     compare = commands.add_parser("compare", help="paired difference of two runs with CIs")
     compare.add_argument("run_a", metavar="RUN_A")
     compare.add_argument("run_b", metavar="RUN_B")
     compare.add_argument("--suite", default="viubench,mvp")
+    compare.add_argument("--task-module", action="append", default=[], metavar="MODULE:ATTR",
+                         help="a user task whose columns and suites to compare (repeatable)")
 
     analyze = commands.add_parser("analyze", help="difficulty analyses and a shortcut audit")
     analyze.add_argument("rundirs", nargs="+", metavar="RUNDIR")
@@ -50,7 +54,7 @@ def reported_rows(option: str | None, suite: str) -> list[dict[str, Any]]:
 def leaderboard_command(args: argparse.Namespace) -> int:
     from .leaderboard import build_leaderboard, markdown_table, write_csv
 
-    columns, measured = build_leaderboard(args.rundirs, args.label, args.suite)
+    columns, measured = build_leaderboard(args.rundirs, args.label, args.suite, args.task_module)
     rows = measured + reported_rows(args.reported, args.suite)
     stem = os.path.splitext(args.out)[0]
     write_csv(args.out, rows, columns)
@@ -73,8 +77,8 @@ def _write_html(stem: str, rows: list[dict[str, Any]], columns, args) -> list[st
 def compare_command(args: argparse.Namespace) -> int:
     from .compare import compare_runs, format_comparison
 
-    print(format_comparison(compare_runs(args.run_a, args.run_b, args.suite), args.run_a,
-                            args.run_b))
+    rows = compare_runs(args.run_a, args.run_b, args.suite, extra_tasks=args.task_module)
+    print(format_comparison(rows, args.run_a, args.run_b))
     return 0
 
 
