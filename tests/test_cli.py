@@ -44,7 +44,9 @@ def test_build_then_verify_then_tamper(two_videos, tmp_path):
     assert summary["counts"] == {"object_counting:easy": 2, "object_counting:hard": 2,
                                  "object_counting:easy_clean": 2,
                                  "object_counting:hard_clean": 2, "temporal_jigsaw:hard": 2}
-    assert viubench("verify", out).returncode == 0
+    verified = viubench("verify", out)
+    assert verified.returncode == 0 and "verifying" in verified.stderr   # a progress bar
+    assert "10/10" in verified.stderr and "verified 10 samples" in verified.stdout
     lines = open(os.path.join(out, "samples.jsonl")).read().splitlines()
     record = json.loads(lines[0])
     record["answer"] = "9,9,9"

@@ -136,9 +136,12 @@ def _variant_line(entry: dict) -> str:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from .testset import verify
+    from .progress import SampleProgress
+    from .testset import iter_samples, verify
 
-    result = verify(args.testset, args.videos)
+    with SampleProgress(args.testset) as progress:
+        progress.start(sum(1 for _ in iter_samples(args.testset)), 0)
+        result = verify(args.testset, args.videos, on_sample=progress.update)
     for problem in result.problems:
         print(problem, file=sys.stderr)
     state = "OK" if result.ok else f"FAILED ({len(result.problems)} problems)"
