@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from viubench.adapters import Response, create, parse_spec
 from viubench.compare import compare_runs
 from viubench.leaderboard import RunScores, build_leaderboard, cell_estimates, layout
 from viubench.registry import load_tasks
+from viubench.results import score_run
 from viubench.runner import GenerationSettings, RunOptions, run_eval
 
 LEADERBOARDS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -212,3 +214,22 @@ def test_mvp_columns_follow_and_stay_out_of_overall():
     names, weights = composite_weights(columns)
     assert names[-5:] == ["Counting", "Grounding", "Jigsaw", "MVP", "Overall"]
     assert weights[-1].tolist() == [1 / 9] * 9 + [0.0, 0.0]
+
+
+def test_a_garbled_scores_file_is_one_error_line_naming_it(runs, tmp_path):
+    from helpers import viubench
+
+    broken = str(tmp_path / "broken")
+    shutil.copytree(runs["half"], broken)
+    score_run(broken)
+    path = os.path.join(broken, "scores.jsonl")
+    lines = open(path).read().splitlines()
+    lines[3] = "not json at all"
+    open(path, "w").write("\n".join(lines) + "\n")
+    os.utime(path, (2e9, 2e9))   # newer than the predictions: read as it is, not re-scored
+    for command in (("compare", runs["half"], broken),
+                    ("leaderboard", broken, "--out", str(tmp_path / "b.csv"))):
+        done = viubench(*command)
+        assert done.returncode == 2 and "Traceback" not in done.stderr
+        assert done.stderr.strip().endswith(f"error: {path}:4: not a JSON record"
+                                            " (Expecting value: line 1 column 1 (char 0))")

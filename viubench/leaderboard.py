@@ -9,7 +9,6 @@ run, so a group average's CI accounts for its columns sharing videos.
 from __future__ import annotations
 
 import csv
-import json
 import os
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Mapping, Sequence
@@ -19,6 +18,7 @@ import numpy as np
 from .registry import load_tasks, suites
 from .results import RESULTS, SCORES, score_run
 from .runner import PREDICTIONS, read_run
+from .sample import read_jsonl
 from .scoring import video_bootstrap, wilson_interval
 from .task import Task
 
@@ -98,9 +98,8 @@ def ensure_scored(rundir: str) -> None:
 
 
 def iter_scores(rundir: str) -> Iterator[dict[str, Any]]:
-    with open(os.path.join(rundir, SCORES), encoding="utf-8") as handle:
-        for line in handle:
-            yield json.loads(line)
+    """Score records of a run (`sample.read_jsonl`: the one JSONL reader)."""
+    return read_jsonl(os.path.join(rundir, SCORES))
 
 
 def run_header(rundir: str) -> dict[str, Any]:
