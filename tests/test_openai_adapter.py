@@ -18,6 +18,8 @@ from viubench.retry import RetryPolicy
 from viubench.runner import PREDICTIONS, GenerationSettings, RunAborted, RunOptions, run_eval
 from viubench.testset import iter_samples
 
+pytest.importorskip("openai", reason="the `api` extra (openai) is not installed")
+
 FAST = RetryPolicy(max_attempts=4, base=0.01, cap=0.05)
 KEY = "sk-test-0123456789-never-stored"
 DATA_URL = "data:image/jpeg;base64,"
