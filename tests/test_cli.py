@@ -237,3 +237,14 @@ def test_a_marked_adapter_needs_no_target_and_blind_finds_it(tmp_path, monkeypat
     # blind:<spec> finds the adapter it wraps in the same --adapter-module
     blind = create(parse_spec("blind:minimal k=v"), ["marked_adapter"])
     assert type(blind.inner).__name__ == "Minimal" and blind.inner.options == {"k": "v"}
+
+
+def test_help_states_the_defaults():
+    def words(*args: str) -> str:    # whitespace-normalised: wrapping follows the terminal
+        return " ".join(viubench(*args, "--help").stdout.split())
+
+    build = words("build")
+    assert "--seed SEED default: 0 " in build and "--workers WORKERS default: " in build
+    assert "recorded per sample. (default: pyav)" in build
+    assert "--max-attempts MAX_ATTEMPTS default: 6 " in words("eval")
+    assert "(default: viubench,mvp)" in words("leaderboard")

@@ -14,7 +14,39 @@ from . import __version__
 DEFAULT_DEMO_OUT = "viubench-demo"
 
 
+class _DefaultsFormatter(argparse.HelpFormatter):
+    """`--help` that states every option's default (when it has one worth saying)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if "%(default)" not in text and _worth_saying(action):
+            text = f"{text} (default: %(default)s)"
+        return text
+
+
+def _worth_saying(action: argparse.Action) -> bool:
+    default = action.default
+    return bool(action.option_strings) and not (
+        default is None or default is False or default == [] or default is argparse.SUPPRESS)
+
+
+def _with_defaults(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Every sub-command's `--help` states the defaults, also of options with no help text."""
+    parser.formatter_class = _DefaultsFormatter
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for command in action.choices.values():
+                _with_defaults(command)
+        elif not action.help and _worth_saying(action):
+            action.help = "default: %(default)s"
+    return parser
+
+
 def _build_parser() -> argparse.ArgumentParser:
+    return _with_defaults(_parser())
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="viubench", description=__doc__)
     parser.add_argument("--version", action="version", version=f"viubench {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -88,8 +120,8 @@ def _add_build_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task-module", action="append", default=[], metavar="MODULE:ATTR",
                         help="load an extra task from user code")
     parser.add_argument("--max-pixels", type=int, default=512 * 512, metavar="AREA",
-                        help="largest stored frame area, aspect kept (default 262144 = 512x512,"
-                             " the paper's VIUBench setting; 65536 = 256x256 for training sets)")
+                        help="largest stored frame area, aspect kept (262144 = 512x512, the"
+                             " paper's VIUBench setting; 65536 = 256x256 for training sets)")
 
 
 def cmd_build(args: argparse.Namespace) -> int:
