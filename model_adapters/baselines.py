@@ -29,7 +29,7 @@ from abc import ABC, abstractmethod
 from typing import Any, Sequence
 
 from viubench.adapters import (Adapter, AdapterSpec, Request, Response, adapter, batching, create,
-                               failed, parse_spec)
+                               failed, option, parse_spec)
 from viubench.registry import load_tasks
 from viubench.sample import derive_rng
 
@@ -43,7 +43,7 @@ class _TaskAnswers(ABC):
     name = ""
 
     def __init__(self, target: str = "", seed: str = "0", task_module: str = "") -> None:
-        self.seed = int(seed)
+        self.seed = option(self.name or "baseline", "seed", seed, int) or 0
         self.tasks = load_tasks([task_module] if task_module else [])
 
     def generate(self, requests: Sequence[Request]) -> list[Response]:

@@ -27,7 +27,8 @@ from collections import OrderedDict
 from typing import Any, Mapping, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
-from viubench.adapters import AdapterAbort, Request, Response, adapter, data_url, failed
+from viubench.adapters import (AdapterAbort, Request, Response, adapter, data_url, failed,
+                               frame_policy, option, shown_clip)
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 PLACEHOLDER_KEY = "EMPTY"       # what local servers (vLLM, SGLang) accept when they check none
@@ -88,16 +89,6 @@ def chat_body(fields: Mapping[str, Any], content: Sequence[bytes],
             + b",".join(content) + b"]}]}")
 
 
-def subsample(frames: Sequence[str], limit: int | None) -> list[str]:
-    """At most `limit` frames spread evenly over the clip (the first and last are kept)."""
-    if limit is None or len(frames) <= limit:
-        return list(frames)
-    if limit == 1:
-        return [frames[len(frames) // 2]]
-    step = (len(frames) - 1) / (limit - 1)
-    return [frames[round(i * step)] for i in range(limit)]
-
-
 def retry_after_seconds(headers: Mapping[str, str] | None) -> float | None:
     """The wait a 429 asks for: `retry-after-ms`, `Retry-After` seconds, or an HTTP date."""
     if not headers:
@@ -131,13 +122,6 @@ def public_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
-def _number(value: Any, name: str, kind: type = float) -> Any:
-    try:
-        return kind(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"openai adapter: {name}={value!r} is not a {kind.__name__}") from None
-
-
 @adapter("openai")
 class OpenAIAdapter:
     """OpenAI-compatible chat-completions API; video frames go as base64 JPEG images."""
@@ -162,19 +146,16 @@ class OpenAIAdapter:
             raise ValueError("openai adapter: no API key; set OPENAI_API_KEY or pass api_key=")
         self._key = key or PLACEHOLDER_KEY   # goes to the client only, never to a record
         self._secret = key                   # the real key, scrubbed from error messages
-        self.timeout = _number(timeout, "timeout")
-        self.default_concurrency = max(1, _number(concurrency, "concurrency", int))
+        self.timeout = option("openai", "timeout", timeout, float, minimum=0)
+        self.default_concurrency = option("openai", "concurrency", concurrency, int,
+                                           minimum=1) or 16
         self.detail = detail or None
-        self.max_frames = None if max_frames in (None, "") else _number(max_frames,
-                                                                        "max_frames", int)
-        if self.max_frames is not None and self.max_frames < 1:
-            raise ValueError("openai adapter: max_frames must be at least 1")
-        self.temperature = _number(temperature, "temperature")
-        if token_field not in TOKEN_FIELDS:
-            raise ValueError(f"openai adapter: token_field must be one of"
-                             f" {', '.join(TOKEN_FIELDS)}, not {token_field!r}")
-        self.token_field = token_field
-        self._images = ImageParts(_number(cache_mb, "cache_mb", int) * 2 ** 20, self.detail)
+        self.max_frames = option("openai", "max_frames", max_frames, int, minimum=1)
+        self.temperature = option("openai", "temperature", temperature, float, minimum=0)
+        self.token_field = option("openai", "token_field", token_field, str,
+                                  choices=TOKEN_FIELDS)
+        cache = option("openai", "cache_mb", cache_mb, int, minimum=0) or 0
+        self._images = ImageParts(cache * 2 ** 20, self.detail)
         self._openai, self._completion_type = openai, ChatCompletion
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True,
@@ -195,7 +176,7 @@ class OpenAIAdapter:
         """What answers depend on: model, endpoint and how media is sent. Never the key."""
         return {"adapter": "openai", "model": self.model, "base_url": public_url(self.base_url),
                 "temperature": self.temperature, "detail": self.detail,
-                "max_frames": self.max_frames, "video_input": "frames",
+                **frame_policy(self.max_frames), "video_input": "frames",
                 "token_field": self.token_field}
 
     def generate(self, requests: Sequence[Request]) -> list[Response]:
@@ -217,12 +198,11 @@ class OpenAIAdapter:
                 content.append(self._images.part(part["image"]))
                 sent += 1
             elif part["type"] == "video":
-                frames = subsample(part["frames"], self.max_frames)
-                fps = float(part.get("fps") or 0) * len(frames) / max(1, len(part["frames"]))
-                marker = f"(video, {len(frames)} frames at {fps:.3g} fps)"
+                clip = shown_clip(part, self.max_frames)
+                marker = f"(video, {len(clip.paths)} frames at {clip.shown_fps:.3g} fps)"
                 content.append(_json({"type": "text", "text": marker}))
-                content.extend(self._images.part(path) for path in frames)
-                sent += len(frames)
+                content.extend(self._images.part(path) for path in clip.paths)
+                sent += len(clip.paths)
             else:
                 raise ValueError(f"unknown message part type {part['type']!r}")
         fields = {"model": self.model, "temperature": self.temperature,

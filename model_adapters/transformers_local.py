@@ -26,22 +26,13 @@ import json
 import os
 from typing import Any, Sequence
 
-from viubench.adapters import AdapterAbort, Request, Response, adapter, as_bool, failed
+from viubench.adapters import (AdapterAbort, Request, Response, adapter, failed, frame_policy,
+                               option, shown_clip)
 
 VIDEO_MODES = ("auto", "video", "frames")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 SAMPLE_BYTES = 1 << 20    # bytes read from each end of a weight file for the fingerprint
-
-
-def subsample(frames: Sequence[str], limit: int | None) -> list[int]:
-    """Indices of at most `limit` frames spread evenly over the clip, first and last kept."""
-    count = len(frames)
-    if limit is None or count <= limit:
-        return list(range(count))
-    if limit == 1:
-        return [(count - 1) // 2]
-    return [int(i * (count - 1) / (limit - 1) + 0.5) for i in range(limit)]
 
 
 def checkpoint_hash(path: str) -> str:
@@ -135,23 +126,7 @@ def load_processor(path: str, remote: bool) -> Any:
         return _processor_without_video(path, remote)
 
 
-def _option_int(name: str, value: str | int | None) -> int | None:
-    if value in (None, ""):
-        return None
-    try:
-        number = int(value)
-    except ValueError:
-        raise ValueError(f"option {name}={value!r} is not an integer") from None
-    if number < 1:
-        raise ValueError(f"option {name} must be at least 1, not {number}")
-    return number
-
-
-def _check_options(path: str, dtype: str, video: str) -> None:
-    if dtype not in DTYPES:
-        raise ValueError(f"option dtype={dtype!r}; choose one of {', '.join(DTYPES)}")
-    if video not in VIDEO_MODES:
-        raise ValueError(f"option video={video!r}; choose one of {', '.join(VIDEO_MODES)}")
+def _check_path(path: str) -> None:
     if not os.path.isfile(os.path.join(path, "config.json")):
         raise AdapterAbort(f"hf: no checkpoint at {path} (config.json not found); give the"
                            " path of a local transformers model folder")
@@ -206,11 +181,13 @@ class TransformersLocal:
         if not target:
             raise ValueError("hf needs a checkpoint folder: hf:/path/to/model")
         self.path = os.path.abspath(os.path.expanduser(target))
-        _check_options(self.path, dtype, video)
-        self.max_frames = _option_int("max_frames", max_frames)
-        self.default_batch_size = _option_int("batch_size", batch_size) or 4
+        option("hf", "dtype", dtype, str, choices=DTYPES)
+        option("hf", "video", video, str, choices=VIDEO_MODES)
+        _check_path(self.path)
+        self.max_frames = option("hf", "max_frames", max_frames, int, minimum=1)
+        self.default_batch_size = option("hf", "batch_size", batch_size, int, minimum=1) or 4
         self.attn = attn
-        remote = as_bool(trust_remote_code)
+        remote = bool(option("hf", "trust_remote_code", trust_remote_code, bool))
         try:
             self.processor = load_processor(self.path, remote)
             self.model = load_model(self.path, dtype, device, attn, remote)
@@ -247,7 +224,7 @@ class TransformersLocal:
                 "checkpoint": self.path, "checkpoint_sha256": self.hash,
                 "dtype": str(self.model.dtype).removeprefix("torch."),
                 "device": str(self.model.device), "attn": self.model.config._attn_implementation,
-                "video_input": self.video_input, "max_frames": self.max_frames,
+                "video_input": self.video_input, **frame_policy(self.max_frames),
                 "generation_config": generation, "decoding": "greedy",
                 "transformers_version": transformers.__version__}
 
@@ -279,21 +256,19 @@ class TransformersLocal:
         import numpy as np
         from transformers.video_utils import VideoMetadata
 
-        frames = part["frames"]
-        keep = subsample(frames, self.max_frames)
-        pictures = [_rgb(frames[i]) for i in keep]
-        prompt.frames += len(keep)
+        clip = shown_clip(part, self.max_frames)
+        pictures = [_rgb(path) for path in clip.paths]
+        prompt.frames += len(pictures)
         if self.video_input == "frames":
-            content.extend({"type": "image"} for _ in keep)
+            content.extend({"type": "image"} for _ in pictures)
             prompt.images.extend(pictures)
             return
         content.append({"type": "video"})
         prompt.videos.append(np.stack([np.asarray(picture) for picture in pictures]))
-        fps = float(part["fps"])
         # Indices into the clip and its fps: models that print timestamps compute them from these.
         prompt.metadata.append(VideoMetadata(
-            total_num_frames=len(frames), fps=fps, duration=len(frames) / fps,
-            width=pictures[0].width, height=pictures[0].height, frames_indices=keep))
+            total_num_frames=clip.total, fps=clip.fps, duration=clip.total / clip.fps,
+            width=pictures[0].width, height=pictures[0].height, frames_indices=list(clip.indices)))
 
     def encode(self, prompts: Sequence[Prompt]) -> Any:
         """Processor output (token ids, pixel tensors) for a batch of prompts, left-padded."""

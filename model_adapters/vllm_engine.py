@@ -15,9 +15,9 @@ requests; ask it a media request through `blind:vllm:PATH`, which removes the me
 Options (strings, as the SPEC gives them) pass through to `vllm.LLM`: tensor_parallel_size,
 data_parallel_size, gpu_memory_utilization, max_model_len, dtype, enforce_eager,
 limit_mm_per_prompt (`image=64,video=1`), max_num_seqs, seed, trust_remote_code, quantization,
-kv_cache_memory_bytes, max_num_batched_tokens. Adapter options: `video` and `max_frames` (the most
-frames one request may carry; a request with more fails rather than being silently subsampled,
-since tasks refer to frame positions).
+kv_cache_memory_bytes, max_num_batched_tokens. Adapter options: `video` and `max_frames` (each
+video part subsampled to at most N frames by the frame rule every adapter shares,
+`viubench.adapters.frame_indices`, and recorded in the fingerprint).
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ import os
 import threading
 from typing import Any, Callable, Mapping, Sequence
 
-from viubench.adapters import AdapterAbort, Request, Response, adapter, as_bool, failed
+from viubench.adapters import (AdapterAbort, Request, Response, ShownClip, adapter, failed,
+                               frame_policy, option, shown_clip)
 
 VIDEO_MODES = ("auto", "video", "frames")
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
@@ -48,13 +49,19 @@ def _limits(text: str) -> dict[str, int]:
     return limits
 
 
+# Option -> its type (converted by `option`), or a parser of its own.
 ENGINE_OPTIONS: dict[str, Callable[[str], Any]] = {
     "tensor_parallel_size": int, "data_parallel_size": int, "gpu_memory_utilization": float,
-    "max_model_len": int, "dtype": str, "enforce_eager": as_bool,
+    "max_model_len": int, "dtype": str, "enforce_eager": bool,
     "limit_mm_per_prompt": _limits, "max_num_seqs": int, "seed": int,
-    "trust_remote_code": as_bool, "quantization": str, "kv_cache_memory_bytes": int,
+    "trust_remote_code": bool, "quantization": str, "kv_cache_memory_bytes": int,
     "max_num_batched_tokens": int,
 }
+
+
+def _engine_value(key: str, value: str) -> Any:
+    kind = ENGINE_OPTIONS[key]
+    return option("vllm", key, value, kind) if isinstance(kind, type) else kind(value)
 
 
 def engine_args(options: Mapping[str, str]) -> dict[str, Any]:
@@ -63,7 +70,7 @@ def engine_args(options: Mapping[str, str]) -> dict[str, Any]:
     if unknown:
         raise ValueError(f"vllm adapter: unknown option(s) {', '.join(unknown)}; known:"
                          f" {', '.join(sorted(ENGINE_OPTIONS))}, video, max_frames")
-    args = {key: ENGINE_OPTIONS[key](value) for key, value in sorted(options.items())}
+    args = {key: _engine_value(key, value) for key, value in sorted(options.items())}
     if args.get("data_parallel_size", 1) > 1:
         # vllm.LLM refuses data parallelism in one process; a server shards requests itself.
         raise ValueError("vllm adapter: the offline engine runs data_parallel_size=1 only; for"
@@ -115,16 +122,27 @@ def _image(path: str) -> Any:
         return image.convert("RGB")
 
 
-def _video(paths: Sequence[str], fps: float) -> tuple[Any, dict[str, Any]]:
-    """Frames as one (T, H, W, 3) uint8 array plus the metadata vLLM's video processors read;
-    `do_sample_frames` off because the test set already chose every frame."""
+def _video(clip: ShownClip) -> tuple[Any, dict[str, Any]]:
+    """The shown frames as one (T, H, W, 3) uint8 array plus the metadata vLLM's video
+    processors read (the clip's length and fps, the shown frames' indices, for timestamps);
+    `do_sample_frames` off because the frames are already chosen."""
     import numpy as np
 
-    frames = np.stack([np.asarray(_image(path)) for path in paths])
-    count = len(paths)
-    return frames, {"total_num_frames": count, "fps": float(fps), "duration": count / fps,
-                    "frames_indices": list(range(count)), "video_backend": "jpeg_sequence",
-                    "do_sample_frames": False}
+    frames = np.stack([np.asarray(_image(path)) for path in clip.paths])
+    return frames, {"total_num_frames": clip.total, "fps": clip.fps,
+                    "duration": clip.total / clip.fps, "frames_indices": list(clip.indices),
+                    "video_backend": "jpeg_sequence", "do_sample_frames": False}
+
+
+def video_inputs(part: Mapping[str, Any], video_input: str,
+                 limit: int | None) -> tuple[list[dict[str, Any]], dict[str, list[Any]]]:
+    """Chat content items and media for one video part, after the frame rule: one video
+    (`video_input` "video") or its frames as images, in order."""
+    clip = shown_clip(part, limit)
+    if video_input == "video":
+        return [{"type": "video"}], {"video": [_video(clip)]}
+    return ([{"type": "image"} for _ in clip.paths],
+            {"image": [_image(path) for path in clip.paths]})
 
 
 @adapter("vllm")
@@ -134,13 +152,12 @@ class VLLMEngine:
     default_concurrency = 1    # one engine: more threads would only queue behind its lock
     default_batch_size = 64
 
-    def __init__(self, target: str, video: str = "auto", max_frames: str = "0",
+    def __init__(self, target: str, video: str = "auto", max_frames: str = "",
                  **options: str) -> None:
-        if video not in VIDEO_MODES:
-            raise ValueError(f"vllm adapter: video={video!r}; choose one of {VIDEO_MODES}")
+        option("vllm", "video", video, str, choices=VIDEO_MODES)
         self.path = _checked_path(target)
         self.args = engine_args(options)
-        self.max_frames = int(max_frames)
+        self.max_frames = option("vllm", "max_frames", max_frames, int, minimum=1)
         self.fingerprint = checkpoint_fingerprint(self.path)
         self.llm = self._load()
         self.lock = threading.Lock()   # wait_for_completion collects every queued request
@@ -289,17 +306,12 @@ class VLLMEngine:
 
     def _add_video(self, part: Mapping[str, Any], content: list[dict[str, Any]],
                    media: dict[str, list[Any]]) -> None:
-        frames = part["frames"]
-        if self.max_frames and len(frames) > self.max_frames:
-            raise _Rejected(f"the video has {len(frames)} frames, more than"
-                            f" max_frames={self.max_frames}")
-        if self.video_input == "video":
-            content.append({"type": "video"})
-            media["video"].append(_video(frames, part["fps"]))
-        else:
+        if self.video_input != "video":
             self._require("image", asked="video")
-            content.extend({"type": "image"} for _ in frames)
-            media["image"].extend(_image(path) for path in frames)
+        items, added = video_inputs(part, self.video_input, self.max_frames)
+        content.extend(items)
+        for kind, values in added.items():
+            media[kind].extend(values)
 
     def _require(self, kind: str, asked: str = "") -> None:
         if kind not in self.modalities:
@@ -325,7 +337,7 @@ class VLLMEngine:
     def describe(self) -> dict[str, Any]:
         return {"adapter": "vllm", "vllm_version": self.vllm_version, "model": self.path,
                 **self.fingerprint, "engine_args": dict(self.args),
-                "video_input": self.video_input, "max_frames": self.max_frames}
+                "video_input": self.video_input, **frame_policy(self.max_frames)}
 
     def close(self) -> None:
         """Stop the engine's processes now rather than at interpreter exit."""

@@ -13,7 +13,7 @@ from chat_server import (ChatServer, answer, no_content, rate_limited, server_er
                          unauthorized)
 
 from viubench.adapters import Request, create, data_url, parse_spec
-from viubench.model_adapters.openai_api import retry_after_seconds, subsample
+from viubench.model_adapters.openai_api import retry_after_seconds
 from viubench.retry import RetryPolicy
 from viubench.runner import PREDICTIONS, GenerationSettings, RunAborted, RunOptions, run_eval
 from viubench.testset import iter_samples
@@ -220,14 +220,6 @@ def test_request_body_is_the_json_the_parts_describe(viubench_testset):
     assert sent == 4
     assert json.loads(with_system)["messages"] == [{"role": "system", "content": "Be brief."},
                                                    {"role": "user", "content": content}]
-
-
-def test_subsample_spreads_frames_evenly_and_keeps_the_ends():
-    frames = [f"f{i}" for i in range(48)]
-    assert subsample(frames, None) == frames and subsample(frames, 64) == frames
-    picked = subsample(frames, 4)
-    assert picked == ["f0", "f16", "f31", "f47"]
-    assert subsample(frames, 1) == ["f24"]
 
 
 def test_retry_after_accepts_seconds_milliseconds_and_http_dates():

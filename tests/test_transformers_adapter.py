@@ -108,6 +108,7 @@ def test_frames_reach_the_model(family, adapters, viubench_testset):
         assert int((ids == processor.video_token_id).sum()) > 0
     # The pixels change the next-token logits: the frames are really used.
     key = "pixel_values" if "pixel_values" in inputs else "pixel_values_videos"
+    inputs = inputs.to(adapter.model.device)
     with torch.inference_mode():
         logits = adapter.model(**inputs).logits[0, -1]
         inputs[key] = torch.zeros_like(inputs[key])
@@ -146,14 +147,38 @@ def test_native_video_input(family, checkpoints, viubench_testset):
     assert answer.ok and answer.info["video_input"] == "video"
 
 
-def test_subsample_keeps_ends_and_spreads_evenly():
-    from viubench.model_adapters.transformers_local import subsample
+def _has_cuda() -> bool:
+    import torch
 
-    frames = [f"{i}.jpg" for i in range(48)]
-    assert subsample(frames, None) == list(range(48))
-    assert subsample(frames, 60) == list(range(48))
-    assert subsample(frames, 4) == [0, 16, 31, 47]
-    assert subsample(frames, 1) == [23]
+    return torch.cuda.is_available()
+
+
+@pytest.mark.skipif(not HAS_TORCHVISION or not _has_cuda(),
+                    reason="needs a CUDA GPU and torchvision (transformers' video processors)")
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("video", ["video", "frames"])
+def test_cuda_bfloat16_run(family, video, checkpoints, viubench_testset, tmp_path):
+    """On a GPU, in bfloat16, both video paths answer every sample of one video and the run
+    header says where and how the model ran."""
+    from viubench.model_adapters.transformers_local import TransformersLocal
+
+    adapter = TransformersLocal(checkpoints[family], dtype="bfloat16", device="cuda",
+                                video=video, max_frames="4")
+    spec = parse_spec(f"hf:{checkpoints[family]} dtype=bfloat16 device=cuda video={video}")
+    counts = run_eval(viubench_testset, spec, adapter, str(tmp_path / "run"),
+                      GenerationSettings(max_new_tokens=6), RunOptions(limit=FIRST_VIDEO))
+    assert counts == {"answered": FIRST_VIDEO, "errors": 0}
+    header, predictions = predictions_of(str(tmp_path / "run"))
+    described = header["adapter"]["fingerprint"]
+    assert described["device"].startswith("cuda") and described["dtype"] == "bfloat16"
+    assert described["video_input"] == video
+    assert all(p["info"]["video_input"] == video for p in predictions)
+    if video == "video":
+        request = some_requests(viubench_testset)[7]          # 6 clips
+        inputs = adapter.encode([adapter.prompt(request)])
+        assert "pixel_values_videos" in inputs
+        assert int((inputs["input_ids"] == adapter.processor.video_token_id).sum()) > 0
+    adapter.close()
 
 
 def test_fingerprint_is_stable_and_tells_checkpoints_apart(adapters, checkpoints, tmp_path):

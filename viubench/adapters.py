@@ -266,6 +266,67 @@ def data_url(path: str) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(media_bytes(path)).decode("ascii")
 
 
+KIND_WORDS = {int: "an integer", float: "a number", bool: "a boolean (true/false)"}
+FRAME_RULE = "even-ends-kept"   # recorded with max_frames in every built-in fingerprint
+
+
+def frame_indices(count: int, limit: int | None) -> list[int]:
+    """The one frame-subsampling rule every adapter uses: at most `limit` of a clip's `count`
+    frames, spread evenly, first and last kept (index i*(count-1)/(limit-1), halves rounded
+    up); one frame is the middle one. No limit, or a clip within it, keeps every frame."""
+    if limit is None or count <= limit:
+        return list(range(count))
+    if limit == 1:
+        return [(count - 1) // 2]
+    return [int(i * (count - 1) / (limit - 1) + 0.5) for i in range(limit)]
+
+
+@dataclass(frozen=True)
+class ShownClip:
+    """The frames of one video part an adapter shows: paths, their indices in the clip, the
+    clip's length and fps, and the rate of the frames shown."""
+
+    paths: tuple[str, ...]
+    indices: tuple[int, ...]
+    total: int
+    fps: float
+
+    @property
+    def shown_fps(self) -> float:
+        return self.fps * len(self.paths) / max(1, self.total)
+
+
+def shown_clip(part: Mapping[str, Any], limit: int | None) -> ShownClip:
+    """A video part's frames after the frame rule (see `frame_indices`)."""
+    frames = list(part["frames"])
+    keep = frame_indices(len(frames), limit)
+    return ShownClip(tuple(frames[i] for i in keep), tuple(keep), len(frames),
+                     float(part.get("fps") or 0))
+
+
+def frame_policy(limit: int | None) -> dict[str, Any]:
+    """What an adapter's fingerprint records of its frame selection."""
+    return {"frame_rule": FRAME_RULE, "max_frames": limit}
+
+
+def option(owner: str, name: str, value: Any, kind: type = int, minimum: float | None = None,
+           choices: Sequence[str] = ()) -> Any:
+    """An adapter option given as text (`key=value` in a SPEC) as a `kind` (int, float, bool or
+    str); None or "" stays None. A bad value is a ValueError naming the adapter and option."""
+    if choices and value not in choices:
+        raise ValueError(f"{owner}: option {name}={value!r}; choose one of {', '.join(choices)}")
+    if value is None or value == "":
+        return None
+    try:
+        converted = as_bool(value) if kind is bool else kind(value)
+    except (TypeError, ValueError):
+        wanted = KIND_WORDS.get(kind, kind.__name__)
+        raise ValueError(f"{owner}: option {name}={value!r} is not {wanted}") from None
+    if minimum is not None and converted < minimum:
+        raise ValueError(f"{owner}: option {name} must be at least {minimum}, not {converted}")
+    return converted
+
+
 def as_bool(value: str | bool) -> bool:
     if isinstance(value, bool):
         return value
