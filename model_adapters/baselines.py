@@ -42,9 +42,10 @@ class _TaskAnswers(ABC):
     default_batch_size = 256
     name = ""
 
-    def __init__(self, target: str = "", seed: str = "0", task_module: str = "") -> None:
+    def __init__(self, target: str = "", seed: str = "0",
+                 task_modules: Sequence[str] = ()) -> None:
         self.seed = option(self.name or "baseline", "seed", seed, int) or 0
-        self.tasks = load_tasks([task_module] if task_module else [])
+        self.tasks = load_tasks(task_modules)
 
     def generate(self, requests: Sequence[Request]) -> list[Response]:
         return [self._one(request) for request in requests]
@@ -121,10 +122,10 @@ class SimilarityAdapter(_TaskAnswers):
 
     name = "similarity"
 
-    def __init__(self, target: str = "", seed: str = "0", task_module: str = "",
+    def __init__(self, target: str = "", seed: str = "0", task_modules: Sequence[str] = (),
                  solver: str = "context", order: str = "random",
                  measure: str = "block-ssim") -> None:
-        super().__init__(target, seed, task_module)
+        super().__init__(target, seed, task_modules)
         self.solver, self.order, self.measure = solver or target, order, measure
 
     def answer(self, task: Any, request: Request) -> str | None:
@@ -164,12 +165,13 @@ class ConstantAdapter:
 class BlindAdapter:
     """Another adapter asked with the text parts only (no frames): `blind:<spec>`."""
 
-    def __init__(self, target: str, adapter_modules: Sequence[str] = (), **options: str) -> None:
+    def __init__(self, target: str, adapter_modules: Sequence[str] = (),
+                 task_modules: Sequence[str] = (), **options: str) -> None:
         if not target:
             raise ValueError("blind needs the adapter to ask: blind:<spec>, e.g. blind:random")
         inner = parse_spec(target)
         self.inner_spec = AdapterSpec(inner.name, inner.target, {**inner.options, **options})
-        self.inner: Adapter = create(self.inner_spec, adapter_modules)
+        self.inner: Adapter = create(self.inner_spec, adapter_modules, task_modules)
         self.default_concurrency, self.default_batch_size = batching(self.inner)
 
     def generate(self, requests: Sequence[Request]) -> list[Response]:

@@ -180,7 +180,7 @@ class AnomalyGrounding:
         return Rendered([VideoPart(frames, clip.sample_fps), TextPart(question)], answer,
                         system=prompts.SYSTEM, prompt_set=prompts.PROMPT_SET)
 
-    def parse(self, text: str, answer: str, policy: str = LENIENT) -> Parsed:
+    def parse(self, text: str, variant: str, policy: str = LENIENT) -> Parsed:
         return parsing.interval(text, policy)
 
     def metrics(self, parsed: Parsed, answer: str) -> dict[str, float]:

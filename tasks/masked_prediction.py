@@ -182,13 +182,13 @@ class MaskedPrediction:
         answer = ",".join(str(where[p]) for p in context[at:at + m])
         return Rendered(parts, answer, system=prompts.SYSTEM, prompt_set=PROMPT_SET)
 
-    def parse(self, text: str, answer: str, policy: str = LENIENT) -> Parsed:
-        """The m candidate numbers of the reply; `answer` only tells how many to expect. The
-        authors of VideoSSR publish no rule for this task, so `videossr` is not a policy of it."""
+    def parse(self, text: str, variant: str, policy: str = LENIENT) -> Parsed:
+        """The m candidate numbers of the reply (the variant tells m). The authors of VideoSSR
+        publish no rule for this task, so `videossr` is not a policy of it."""
         if check_policy(policy) == VIDEOSSR:
             raise ValueError(f"{self.name} has no videossr reward rule; its reward policies are"
                              f" {', '.join(self.reward_policies)}")
-        count = answer.count(",") + 1
+        count = self.variants[variant].params["masked"]
         found, marked = region(text, policy)
         if policy == STRICT:
             if not re.fullmatch(r"\d+(?:(?:\s*,\s*|\s+)\d+){%d}" % (count - 1), found):

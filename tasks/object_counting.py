@@ -163,7 +163,7 @@ class ObjectCounting:
                         ",".join(map(str, answer_counts(draws))),
                         system=prompts.SYSTEM, prompt_set=prompts.PROMPT_SET)
 
-    def parse(self, text: str, answer: str, policy: str = LENIENT) -> Parsed:
+    def parse(self, text: str, variant: str, policy: str = LENIENT) -> Parsed:
         return parsing.counts(text, policy)
 
     def metrics(self, parsed: Parsed, answer: str) -> dict[str, float]:

@@ -264,15 +264,14 @@ _ORDER_LINE = re.compile(r"[ \t]*(?:[-*•][ \t]*|\d+[.)][ \t]+)?(?:clip[ \t]*|#
                          r"(?P<label>\d+)[ \t]*(?:[.,;][ \t]*)?", re.IGNORECASE)
 
 
-def order(text: str, answer: str, policy: str = LENIENT) -> Parsed:
-    """The len(answer) clip labels the reply states, under `policy` (see the module table).
-    `answer` (e.g. `341562`) only tells how many labels to expect, and for videossr which
-    characters form a permutation."""
-    count = len(answer)
+def order(text: str, count: int, policy: str = LENIENT) -> Parsed:
+    """The `count` clip labels the reply states, under `policy` (see the module table); for
+    videossr the reply must be a permutation of the characters 1..count."""
     if check_policy(policy) == VIDEOSSR:
         reply = (text or "").strip()
-        if not reply or sorted(reply) != sorted(answer.strip()):
-            return Parsed(error=f"the reply is not a permutation of {answer.strip()}")
+        labels = "".join(str(i) for i in range(1, count + 1))
+        if not reply or sorted(reply) != sorted(labels):
+            return Parsed(error=f"the reply is not a permutation of {labels}")
         return Parsed([int(ch) for ch in reply])
     found, marked = region(text, policy)
     if policy == STRICT:

@@ -76,9 +76,9 @@ class TemporalJigsaw:
         answer = "".join(str(shown.index(i) + 1) for i in range(clips))
         return Rendered(parts, answer, system=prompts.SYSTEM, prompt_set=prompts.PROMPT_SET)
 
-    def parse(self, text: str, answer: str, policy: str = LENIENT) -> Parsed:
-        """Clip labels in the reply; `answer` tells how many labels to expect."""
-        return parsing.order(text, answer, policy)
+    def parse(self, text: str, variant: str, policy: str = LENIENT) -> Parsed:
+        """Clip labels in the reply; the variant tells how many labels to expect."""
+        return parsing.order(text, self.variants[variant].params["clips"], policy)
 
     def metrics(self, parsed: Parsed, answer: str) -> dict[str, float]:
         truth = [int(c) for c in answer]

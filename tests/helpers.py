@@ -27,3 +27,14 @@ def fake_distribution(site: str, name: str, entry_points: str) -> None:
         handle.write(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n")
     with open(os.path.join(dist, "entry_points.txt"), "w") as handle:
         handle.write(entry_points)
+
+
+def variant_for(task, answer: str) -> str:
+    """A variant of `task` whose answers have the form of `answer` (how many clip labels or
+    candidate numbers), for parsing a reply without the answer."""
+    labels = len(answer.split(",")) if "," in answer else len(answer)
+    for name, variant in task.variants.items():
+        wanted = variant.params.get("clips", variant.params.get("masked"))
+        if wanted is None or wanted == labels:
+            return name
+    raise ValueError(f"{task.name} has no variant with {labels} labels")

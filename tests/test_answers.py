@@ -8,6 +8,7 @@ import math
 
 import pytest
 
+from helpers import variant_for
 from viubench.answers import LENIENT, STRICT, VIDEOSSR, answer_region, check_policy, clean_bare
 from viubench.registry import load_tasks
 from viubench.scoring import footrule_score, interval_iou
@@ -15,6 +16,7 @@ from viubench.scoring import footrule_score, interval_iou
 TASKS = load_tasks()
 GROUNDING, COUNTING, JIGSAW = (TASKS[n] for n in
                                ("anomaly_grounding", "object_counting", "temporal_jigsaw"))
+GV, CV, JV = "grayscale", "easy", "easy"     # variants to parse under (jigsaw easy: 6 clips)
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -25,24 +27,24 @@ GROUNDING, COUNTING, JIGSAW = (TASKS[n] for n in
     ("between 7 and 9 seconds", (7.0, 9.0)),
 ])
 def test_grounding_lenient(text, expected):
-    assert GROUNDING.parse(text, "0.0-1.0").value == expected
+    assert GROUNDING.parse(text, GV).value == expected
 
 
 @pytest.mark.parametrize("text", ["no idea", "at 3.5 seconds", "", "5.0-2.0"])
 def test_grounding_unparseable(text):
-    parsed = GROUNDING.parse(text, "0.0-1.0")
+    parsed = GROUNDING.parse(text, GV)
     assert not parsed.ok and parsed.error
     assert GROUNDING.metrics(parsed, "0.0-1.0")["score"] == 0.0
 
 
 def reward(task, text: str, answer: str, policy: str = STRICT) -> float:
-    return task.reward(task.parse(text, answer, policy), answer)
+    return task.reward(task.parse(text, variant_for(task, answer), policy), answer)
 
 
 def test_grounding_strict_needs_the_bare_format():
-    assert GROUNDING.parse("2.1-4.5", "0.0-1.0", STRICT).value == (2.1, 4.5)
-    assert GROUNDING.parse("<answer>2.1-4.5</answer>", "x", STRICT).value == (2.1, 4.5)
-    assert not GROUNDING.parse("from 2.1 to 4.5", "x", STRICT).ok
+    assert GROUNDING.parse("2.1-4.5", GV, STRICT).value == (2.1, 4.5)
+    assert GROUNDING.parse("<answer>2.1-4.5</answer>", GV, STRICT).value == (2.1, 4.5)
+    assert not GROUNDING.parse("from 2.1 to 4.5", GV, STRICT).ok
     assert reward(GROUNDING, "from 2.0 to 4.0", "2.0-4.0") == 0.0
     assert reward(GROUNDING, "2.0-4.0", "2.0-4.0") == 1.0
 
@@ -51,11 +53,11 @@ def test_grounding_videossr_reads_the_whole_reply():
     assert reward(GROUNDING, " 2.0 - 4.0\n", "2.0-4.0", VIDEOSSR) == 1.0
     assert reward(GROUNDING, "2.-4.", "2.0-4.0", VIDEOSSR) == 1.0
     assert reward(GROUNDING, "<answer>2.0-4.0</answer>", "2.0-4.0", VIDEOSSR) == 0.0
-    assert not GROUNDING.parse("4.0-2.0", "x", VIDEOSSR).ok
+    assert not GROUNDING.parse("4.0-2.0", GV, VIDEOSSR).ok
 
 
 def test_grounding_metrics_by_hand():
-    got = GROUNDING.metrics(GROUNDING.parse("1.0-3.0", "2.0-4.0"), "2.0-4.0")
+    got = GROUNDING.metrics(GROUNDING.parse("1.0-3.0", GV), "2.0-4.0")
     assert got["iou"] == pytest.approx(1 / 3)
     assert (got["r@0.3"], got["r@0.5"], got["r@0.7"]) == (1.0, 0.0, 0.0)
     assert interval_iou((0, 1), (2, 3)) == 0.0
@@ -70,17 +72,17 @@ def test_grounding_metrics_by_hand():
     ("<answer>1,1,1</answer>", [1, 1, 1]),
 ])
 def test_counting_lenient(text, expected):
-    assert COUNTING.parse(text, "1,1,1").value == expected
+    assert COUNTING.parse(text, CV).value == expected
 
 
 def test_counting_does_not_grab_stray_digits():
-    parsed = COUNTING.parse("Shapes appear in frame 12 and frame 30 of 48.", "1,1,1")
+    parsed = COUNTING.parse("Shapes appear in frame 12 and frame 30 of 48.", CV)
     assert not parsed.ok
     assert COUNTING.metrics(parsed, "1,2,3")["score"] == 0.0
 
 
 def test_counting_metrics_and_reward_by_hand():
-    parsed = COUNTING.parse("4,2,2", "4,2,1")
+    parsed = COUNTING.parse("4,2,2", "easy")
     assert COUNTING.metrics(parsed, "4,2,1")["score"] == pytest.approx(2 / 3)
     assert reward(COUNTING, "2,2,2", "4,2,1") == pytest.approx((0.5 + 1 + 0) / 3)
     assert reward(COUNTING, "2 circles, 2 squares, 2 triangles", "4,2,1") == 0.0
@@ -94,14 +96,14 @@ def test_counting_metrics_and_reward_by_hand():
                                   "Clip 3 -> Clip 4 -> Clip 1 -> Clip 5 -> Clip 6 -> Clip 2",
                                   "The order is: 341562.", "<answer>3, 4, 1, 5, 6, 2</answer>"])
 def test_jigsaw_lenient(text):
-    assert JIGSAW.parse(text, "341562").value == [3, 4, 1, 5, 6, 2]
+    assert JIGSAW.parse(text, JV).value == [3, 4, 1, 5, 6, 2]
 
 
 def test_jigsaw_exact_match_and_garbage():
-    assert JIGSAW.metrics(JIGSAW.parse("341562", "341562"), "341562")["score"] == 1.0
-    assert JIGSAW.metrics(JIGSAW.parse("341526", "341562"), "341562")["score"] == 0.0
-    assert not JIGSAW.parse("I cannot tell", "341562").ok
-    assert not JIGSAW.parse("34156", "341562", STRICT).ok
+    assert JIGSAW.metrics(JIGSAW.parse("341562", JV), "341562")["score"] == 1.0
+    assert JIGSAW.metrics(JIGSAW.parse("341526", JV), "341562")["score"] == 0.0
+    assert not JIGSAW.parse("I cannot tell", JV).ok
+    assert not JIGSAW.parse("34156", JV, STRICT).ok
 
 
 def test_jigsaw_reward_footrule():

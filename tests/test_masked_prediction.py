@@ -262,6 +262,7 @@ def test_gap_is_visible_and_as_long_as_the_masked_run(samples, clips, built):
 
 
 TRUTH = "3,7,1,5"
+TRUTH_VARIANT = "mvp-hard"      # 4 masked frames, like TRUTH
 
 
 @pytest.mark.parametrize("text, exact, f1, order, fine", [
@@ -275,42 +276,42 @@ TRUTH = "3,7,1,5"
     ("3,1,7,5", 0, 1, 1 - 2 / 8, 1 - 1 / 8),                  # one adjacent swap
 ])
 def test_metrics_on_hand_written_replies(text, exact, f1, order, fine):
-    got = TASK.metrics(TASK.parse(text, TRUTH), TRUTH)
+    got = TASK.metrics(TASK.parse(text, TRUTH_VARIANT), TRUTH)
     assert got == pytest.approx({"score": exact, "exact": exact, "f1": f1, "order": order,
                                  "fine": fine})
-    assert TASK.reward(TASK.parse(text, TRUTH, STRICT), TRUTH) == pytest.approx(fine)
+    assert TASK.reward(TASK.parse(text, TRUTH_VARIANT, STRICT), TRUTH) == pytest.approx(fine)
 
 
 @pytest.mark.parametrize("text", ["The hidden frames are Candidates 3, 7, 1 and 5.",
                                   "<think>maybe 1,2,3,4</think><answer>3, 7, 1, 5</answer>",
                                   "Answer: 3 7 1 5", "candidate 3 -> candidate 7 -> 1 -> 5"])
 def test_lenient_parse_finds_the_answer_in_prose(text):
-    assert TASK.parse(text, TRUTH).value == [3, 7, 1, 5]
-    assert TASK.metrics(TASK.parse(text, TRUTH), TRUTH)["score"] == 1.0
+    assert TASK.parse(text, TRUTH_VARIANT).value == [3, 7, 1, 5]
+    assert TASK.metrics(TASK.parse(text, TRUTH_VARIANT), TRUTH)["score"] == 1.0
 
 
 @pytest.mark.parametrize("text", ["", "no idea", "I think 3 and 7", "frame 12 of 48",
                                   "3,7,1", "The hidden frames are 3, 7, 1, 5, 2, 9 and 4"])
 def test_garbage_scores_zero_and_counts_as_a_parse_failure(text):
-    parsed = TASK.parse(text, TRUTH)
+    parsed = TASK.parse(text, TRUTH_VARIANT)
     assert not parsed.ok and parsed.error
     assert set(TASK.metrics(parsed, TRUTH).values()) == {0.0}
-    assert TASK.reward(TASK.parse(text, TRUTH, STRICT), TRUTH) == 0.0
+    assert TASK.reward(TASK.parse(text, TRUTH_VARIANT, STRICT), TRUTH) == 0.0
 
 
 def test_strict_parse_needs_the_bare_list():
     assert TASK.reward_policies == (STRICT,)
-    assert TASK.parse("3, 7, 1, 5", TRUTH, STRICT).value == [3, 7, 1, 5]
-    assert TASK.parse("**3,7,1,5**.", TRUTH, STRICT).value == [3, 7, 1, 5]
-    assert TASK.parse("<answer>3,7,1,5</answer>", TRUTH, STRICT).value == [3, 7, 1, 5]
-    assert not TASK.parse("Answer: 3,7,1,5", TRUTH, STRICT).ok
-    assert not TASK.parse("3,7,1", TRUTH, STRICT).ok
-    assert TASK.reward(TASK.parse("The answer is 3,7,1,5", TRUTH, STRICT), TRUTH) == 0.0
-    assert TASK.metrics(TASK.parse("The answer is 3,7,1,5", TRUTH), TRUTH)["score"] == 1.0
+    assert TASK.parse("3, 7, 1, 5", TRUTH_VARIANT, STRICT).value == [3, 7, 1, 5]
+    assert TASK.parse("**3,7,1,5**.", TRUTH_VARIANT, STRICT).value == [3, 7, 1, 5]
+    assert TASK.parse("<answer>3,7,1,5</answer>", TRUTH_VARIANT, STRICT).value == [3, 7, 1, 5]
+    assert not TASK.parse("Answer: 3,7,1,5", TRUTH_VARIANT, STRICT).ok
+    assert not TASK.parse("3,7,1", TRUTH_VARIANT, STRICT).ok
+    assert TASK.reward(TASK.parse("The answer is 3,7,1,5", TRUTH_VARIANT, STRICT), TRUTH) == 0.0
+    assert TASK.metrics(TASK.parse("The answer is 3,7,1,5", TRUTH_VARIANT), TRUTH)["score"] == 1.0
     with pytest.raises(ValueError, match="no videossr reward rule"):
-        TASK.parse("3,7,1,5", TRUTH, VIDEOSSR)
+        TASK.parse("3,7,1,5", TRUTH_VARIANT, VIDEOSSR)
     with pytest.raises(ValueError, match="unknown parse policy"):
-        TASK.parse("3,7,1,5", TRUTH, "loose")
+        TASK.parse("3,7,1,5", TRUTH_VARIANT, "loose")
     assert order_score([9, 8], [3, 7]) == 0.0 and order_score([7], [3, 7]) == 1.0
     assert TASK.metrics(Parsed(error="x"), TRUTH)["fine"] == 0.0
 

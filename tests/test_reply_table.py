@@ -14,6 +14,7 @@ import itertools
 
 import pytest
 
+from helpers import variant_for
 from viubench.answers import LENIENT, STRICT, VIDEOSSR
 from viubench.registry import load_tasks
 from viubench.scoring import footrule_score, interval_iou
@@ -346,7 +347,7 @@ def _count_parse(reply: str, truth: str, policy: str) -> Parsed:
 
 
 def _order_parse(reply: str, truth: str, policy: str) -> Parsed:
-    return parsing.order(reply, truth, policy)
+    return parsing.order(reply, len(truth), policy)
 
 
 def _interval_parse(reply: str, truth: str, policy: str) -> Parsed:
@@ -396,10 +397,11 @@ def test_task_classes_agree_with_the_table(name):
     truth, rows, parse, reward, _ = TABLES[name]
     assert set(task.reward_policies) == {STRICT, VIDEOSSR}
     for reply, lenient, _, _ in rows:
-        assert _value_matches(task.parse(reply, truth), lenient), reply
+        assert _value_matches(task.parse(reply, variant_for(task, truth)), lenient), reply
         for policy in task.reward_policies:
-            assert task.reward(task.parse(reply, truth, policy), truth) == pytest.approx(
-                reward(parse(reply, truth, policy), truth)), (reply, policy)
+            ours = task.reward(task.parse(reply, variant_for(task, truth), policy), truth)
+            assert ours == pytest.approx(reward(parse(reply, truth, policy), truth)), (reply,
+                                                                                     policy)
 
 
 @pytest.mark.parametrize("name", TABLES)

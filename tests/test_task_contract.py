@@ -18,6 +18,15 @@ class OldStyle(user_task.PlaybackDirection):
         return super().parse(text, answer)
 
 
+class GivenTheAnswer(user_task.PlaybackDirection):
+    """Written to the contract before parsing stopped seeing the true answer."""
+
+    name = "given_the_answer"
+
+    def parse(self, text, answer, policy="lenient"):
+        return super().parse(text, "default", policy)
+
+
 class NoPolicies(user_task.PlaybackDirection):
     name = "no_policies"
     reward_policies = ()
@@ -35,6 +44,7 @@ class Incomplete:
 
 @pytest.mark.parametrize("cls, message", [
     (OldStyle, "must take a `policy`"),
+    (GivenTheAnswer, "never given the true answer"),
     (NoPolicies, "reward_policies must be a non-empty subset"),
     (UnknownPolicy, r"got \['strict', 'fuzzy'\]"),
     (Incomplete, "lacks protocol, variants, suites, reward_policies, draw, render, parse"),

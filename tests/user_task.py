@@ -1,20 +1,15 @@
-"""A task written outside the engine, as a user would: is the clip played forwards or backwards?"""
-
-from __future__ import annotations
+"""my_task.py: is the clip played forwards or backwards?"""
 
 import re
 
-from viubench.task import Parsed, Rendered, TextPart, Variant, VideoPart
-from viubench.video import FrameProtocol
+from viubench.task import BaseTask, Parsed, Rendered, TextPart, Variant, VideoPart
 
 
-class PlaybackDirection:
+class PlaybackDirection(BaseTask):
     name = "playback_direction"
     version = "1"
-    protocol = FrameProtocol()
     variants = {"default": Variant("easy", {}, "forwards or backwards")}
     suites = {"direction": ("default",)}
-    reward_policies = ("strict",)
 
     def draw(self, rng, clip, variant, donors):
         return {"reversed": rng.random() < 0.5}
@@ -27,7 +22,7 @@ class PlaybackDirection:
         answer = "backwards" if draws["reversed"] else "forwards"
         return Rendered([VideoPart(order, clip.sample_fps), TextPart(question)], answer)
 
-    def parse(self, text, answer, policy="lenient"):
+    def parse(self, text, variant, policy="lenient"):
         if policy == "strict":
             word = text.strip().lower()
             ok = word in ("forwards", "backwards")
@@ -38,8 +33,8 @@ class PlaybackDirection:
     def metrics(self, parsed, answer):
         return {"score": float(parsed.ok and parsed.value == answer)}
 
-    def reward(self, parsed, answer):
-        return self.metrics(parsed, answer)["score"]
+    def answer_space(self, variant, timeline):
+        return ("forwards", "backwards")
 
 
 TASK = PlaybackDirection()

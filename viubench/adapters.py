@@ -104,6 +104,7 @@ class AdapterAbort(RuntimeError):
 
 
 WRAPPER_PARAMETER = "adapter_modules"   # see `create`
+TASKS_PARAMETER = "task_modules"        # see `create`
 DEFAULT_CONCURRENCY = 1     # for an adapter that declares no `default_concurrency`
 DEFAULT_BATCH_SIZE = 1      # for an adapter that declares no `default_batch_size`
 
@@ -212,11 +213,14 @@ def resolve(spec: AdapterSpec, extra_modules: Sequence[str] = ()) -> tuple[type,
                      " (or give package.module:Class)")
 
 
-def create(spec: AdapterSpec, extra_modules: Sequence[str] = ()) -> Adapter:
+def create(spec: AdapterSpec, extra_modules: Sequence[str] = (),
+           task_modules: Sequence[str] = ()) -> Adapter:
     """Instantiate the adapter a spec names: `cls(target, **options)`, or `cls(**options)` for
-    a `package.module:Class` reference or a marked class that takes no target. Options arrive
-    as strings; adapters convert them. An adapter that wraps another (`blind:`) and has a
-    parameter `adapter_modules` gets `extra_modules` there, to create the one it wraps."""
+    a `package.module:Class` reference or a class whose first parameter is not `target`.
+    Options arrive as strings; adapters convert them. An adapter that wraps another (`blind:`)
+    and has a parameter `adapter_modules` gets `extra_modules` there, to create the one it
+    wraps; one with a parameter `task_modules` (the baselines, which answer from the task)
+    gets the user tasks (`--task-module`) there."""
     cls, target = resolve(spec, extra_modules)
     if target is not None and not _takes_target(cls):
         if target:
@@ -225,6 +229,8 @@ def create(spec: AdapterSpec, extra_modules: Sequence[str] = ()) -> Adapter:
     options: dict[str, Any] = dict(spec.options)
     if _parameter(cls, WRAPPER_PARAMETER):
         options[WRAPPER_PARAMETER] = tuple(extra_modules)
+    if _parameter(cls, TASKS_PARAMETER):
+        options[TASKS_PARAMETER] = tuple(task_modules)
     try:
         return cls(**options) if target is None else cls(target, **options)
     except TypeError as error:
@@ -240,13 +246,18 @@ def _parameter(cls: type, name: str) -> bool:
 
 
 def _takes_target(cls: type) -> bool:
-    """Whether `cls(...)` accepts a positional argument (the target)."""
+    """Whether `cls(...)` takes the SPEC's target: its first parameter is named `target` (or it
+    takes any positional arguments). Other first parameters are options, given by name."""
     try:
-        parameters = inspect.signature(cls).parameters.values()
+        parameters = list(inspect.signature(cls).parameters.values())
     except (TypeError, ValueError):
         return True
-    return any(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
-               for p in parameters)
+    if not parameters:
+        return False
+    first = parameters[0]
+    return first.kind == first.VAR_POSITIONAL or (
+        first.name == "target" and first.kind in (first.POSITIONAL_ONLY,
+                                                  first.POSITIONAL_OR_KEYWORD))
 
 
 def describe_adapter(cls: type) -> str:

@@ -116,7 +116,8 @@ def _load_items(runs: Sequence[_Run], common: set[str]) -> dict[str, _Item]:
             if sid in common and hasattr(task, "random_answer"):
                 # floor(quota), or one more with probability its fraction (by the id's hash)
                 draws = max(int(quota + zlib.crc32(sid.encode()) / 2 ** 32), int(key not in drawn))
-                total = _chance_total(task, sample, draws) if draws else 0.0
+                chance = _chance_total(task, sample, draws) if draws else 0.0
+                total, draws = (0.0, 0) if chance is None else (chance, draws)
                 drawn.add(key)
             items[sid] = _Item(sample["task"], sample["variant"], sample["video"]["hash"],
                                _knobs(task, sample), total, draws)
@@ -132,13 +133,16 @@ def _knobs(task: Any, sample: Mapping[str, Any]) -> dict[str, Any]:
             "megapixels": round(video["width"] * video["height"] / 1e6, 3)}
 
 
-def _chance_total(task: Any, sample: Mapping[str, Any], draws: int) -> float:
-    """Total score of `draws` random answers to one sample (generator seeded by its id)."""
+def _chance_total(task: Any, sample: Mapping[str, Any], draws: int) -> float | None:
+    """Total score of `draws` random answers to one sample (generator seeded by its id); None
+    when the task offers no random answer."""
     rng = random.Random(f"viubench-chance:{sample['id']}")
     answer, total = sample["answer"], 0.0
     for _ in range(draws):
         text = task.random_answer(rng, sample["variant"], timeline=sample["frames"])
-        total += task.metrics(task.parse(text, answer), answer)["score"]
+        if text is None:
+            return None
+        total += task.metrics(task.parse(text, sample["variant"]), answer)["score"]
     return total
 
 

@@ -93,6 +93,8 @@ def _add_eval_parser(commands) -> None:
                      help="one more adapter argument (repeatable)")
     run.add_argument("--adapter-module", action="append", default=[], metavar="MODULE",
                      help="import MODULE and use the adapters it marks with @adapter")
+    run.add_argument("--task-module", action="append", default=[], metavar="MODULE:ATTR",
+                     help="a user task the baselines (random, prior, ...) answer from")
     run.add_argument("--out", help="run folder (resumes if it exists; default runs/<model>)")
     run.add_argument("--limit", type=int, help="only the first N samples of the test set")
     run.add_argument("--concurrency", type=int, help="batches in flight (default: adapter's)")

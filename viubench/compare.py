@@ -69,14 +69,15 @@ def _sign_flip_p_values(slots: np.ndarray, deltas: np.ndarray, columns: Sequence
 
 
 def format_comparison(rows: Sequence[dict[str, Any]], label_a: str, label_b: str) -> str:
+    width = max([20, *(len(row["cell"]) for row in rows)])
     lines = [f"B - A   with A = {label_a}   B = {label_b}",
-             f"{'cell':20s} {'B - A':>7s} {'95% CI':>16s} {'p':>7s} {'n':>6s}"]
+             f"{'cell':{width}s} {'B - A':>7s} {'95% CI':>16s} {'p':>7s} {'n':>6s}"]
     for row in rows:
         if not row["n"]:
-            lines.append(f"{row['cell']:20s} {'-':>7s} {'no common samples':>16s} {'-':>7s}"
-                         f" {0:6d}")
+            lines.append(f"{row['cell']:{width}s} {'-':>7s} {'no common samples':>16s}"
+                         f" {'-':>7s} {0:6d}")
             continue
         interval = f"[{row['ci_low']:.1f}, {row['ci_high']:.1f}]"
-        lines.append(f"{row['cell']:20s} {row['difference']:7.1f} {interval:>16s}"
+        lines.append(f"{row['cell']:{width}s} {row['difference']:7.1f} {interval:>16s}"
                      f" {row['p_value']:7.4f} {row['n']:6d}")
     return "\n".join(lines)

@@ -43,7 +43,7 @@ def eval_command(args: argparse.Namespace) -> int:
     options = RunOptions(args.concurrency, args.batch_size, args.limit, args.retry_errors,
                          RetryPolicy(args.max_attempts, args.retry_base, args.retry_cap))
     try:
-        adapter = create(spec, args.adapter_module)
+        adapter = create(spec, args.adapter_module, args.task_module)
     except AdapterAbort as error:
         print(f"viubench eval: cannot start {spec.redacted()}: {error}", file=sys.stderr)
         return 2

@@ -61,9 +61,19 @@ def _as_task(obj: Any, origin: str) -> Task:
     missing = [name for name in REQUIRED if not hasattr(task, name)]
     if missing:
         raise ValueError(f"task {origin} lacks {', '.join(missing)} (see viubench/task.py)")
-    if "policy" not in inspect.signature(task.parse).parameters:
-        raise ValueError(f"task {origin}: parse(text, answer, policy) must take a `policy`"
+    parameters = inspect.signature(task.parse).parameters
+    if "policy" not in parameters:
+        raise ValueError(f"task {origin}: parse(text, variant, policy) must take a `policy`"
                          " (lenient, strict or videossr), not the old `strict` flag")
+    if "answer" in parameters:
+        raise ValueError(f"task {origin}: parse(text, variant, policy) is never given the true"
+                         " answer; take the variant name (its parameters say what to expect)")
+    if "score" not in getattr(task, "metric_names", ("score",)):
+        raise ValueError(f"task {origin}: metric_names must include \"score\", the headline"
+                         " metric every leaderboard reads")
+    if task.variants and task.parse("", next(iter(task.variants))).ok:
+        raise ValueError(f"task {origin}: parse(\"\", variant) must fail: an empty reply is a"
+                         " parse failure, never an answer")
     unknown = [p for p in task.reward_policies if p not in POLICIES]
     if unknown or not task.reward_policies:
         raise ValueError(f"task {origin}: reward_policies must be a non-empty subset of"

@@ -27,11 +27,12 @@ from .testset import SAMPLES, iter_samples, load_build
 SCORES, RESULTS = "scores.jsonl", "results.json"
 
 
-def reply_outcome(task: Task, text: str, answer: str) -> dict[str, Any]:
-    """A reply parsed under the lenient policy and every reward policy of its task: the parsed
-    values and errors per policy, the benchmark metrics and the reward per policy."""
+def reply_outcome(task: Task, text: str, variant: str, answer: str) -> dict[str, Any]:
+    """A reply parsed (without the answer) under the lenient policy and every reward policy of
+    its task: the parsed values and errors per policy, the benchmark metrics and the reward per
+    policy."""
     policies = [LENIENT, *task.reward_policies]
-    parsed = {policy: task.parse(text, answer, policy) for policy in policies}
+    parsed = {policy: task.parse(text, variant, policy) for policy in policies}
     metrics = task.metrics(parsed[LENIENT], answer)
     return {"parsed": {policy: _plain(p.value) for policy, p in parsed.items()},
             "parse_errors": {policy: p.error for policy, p in parsed.items()},
@@ -56,7 +57,7 @@ def sample_score(task: Task, sample: Mapping[str, Any],
         return {**record, "status": status, "error": prediction and prediction["error"],
                 "parsed": {}, "parse_errors": {}, "metrics": zero, "score": 0.0,
                 "rewards": dict.fromkeys(task.reward_policies, 0.0)}
-    outcome = reply_outcome(task, prediction["text"], sample["answer"])
+    outcome = reply_outcome(task, prediction["text"], sample["variant"], sample["answer"])
     return {**record, "status": "answered", "error": None, **outcome}
 
 

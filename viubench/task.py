@@ -148,8 +148,10 @@ class Task(Protocol):
     reward_policies: Sequence[str]        # parse policies (viubench.answers) rewards are read
                                           # under, e.g. ("strict", "videossr")
 
-    def parse(self, text: str, answer: str, policy: str = "lenient") -> Parsed:
-        """The answer a reply states, under a parse policy of `viubench.answers.POLICIES`."""
+    def parse(self, text: str, variant: str, policy: str = "lenient") -> Parsed:
+        """The answer a reply states, under a parse policy of `viubench.answers.POLICIES`.
+        Never given the true answer: what the reply's form depends on (how many labels) comes
+        from the variant's parameters."""
         ...
 
     def metrics(self, parsed: Parsed, answer: str) -> dict[str, float]:
@@ -173,3 +175,73 @@ class Task(Protocol):
     #   the generator's own distribution, computed exactly (never from a test set's answers).
     # whole_answer(variant, timeline) -> str: an answer covering the whole sampled timeline
     #   (grounding: first to last sampled frame).
+
+
+class BaseTask:
+    """A base class for task files: subclass it, set `name`, `version`, `variants`, `suites`,
+    and write `draw`, `render`, `parse` and `metrics`. Everything else has a default:
+
+    * `protocol`: the VIUBench frame protocol; `reward_policies`: ("strict",);
+    * `metric_names`: ("score",), the metrics `metrics()` returns ("score" is required);
+    * `reward(parsed, answer)`: the "score" metric;
+    * `columns`: one leaderboard group named after the task, a column per variant;
+    * `answer_space(variant, timeline)`: every answer a sample of the variant can have, or None.
+      Declare it (and, if the answers are not equally likely, `answer_weights`) and the task
+      gets the `random` baseline (a uniform draw from the space) and the `prior` baseline (the
+      candidate with the highest expected score under those weights, computed exactly) for free;
+    * `knobs(sample)`: no difficulty knobs of its own.
+    """
+
+    name: str = ""
+    version: str = "1"
+    protocol: FrameProtocol = FrameProtocol()
+    variants: Mapping[str, Variant] = {}
+    suites: Mapping[str, Sequence[str]] = {}
+    reward_policies: Sequence[str] = ("strict",)
+    metric_names: Sequence[str] = ("score",)
+
+    @property
+    def columns(self) -> Columns:
+        return Columns(self.name.replace("_", " ").capitalize(), 100,
+                       {variant: variant for variant in self.variants})
+
+    # Required, written by the subclass (see `Task` for their signatures); the loader refuses
+    # a task without them.
+    draw: Callable[..., dict[str, Any]]
+    render: Callable[..., Rendered]
+    parse: Callable[..., Parsed]
+    metrics: Callable[..., dict[str, float]]
+
+    def reward(self, parsed: Parsed, answer: str) -> float:
+        return float(self.metrics(parsed, answer)["score"])
+
+    def answer_space(self, variant: str, timeline: Mapping[str, Any]) -> Sequence[str] | None:
+        return None
+
+    def answer_weights(self, variant: str,
+                       timeline: Mapping[str, Any]) -> Sequence[float] | None:
+        """How likely the generator makes each answer of `answer_space` (None: equally)."""
+        return None
+
+    def random_answer(self, rng: random.Random, variant: str,
+                      timeline: Mapping[str, Any]) -> str | None:
+        space = self.answer_space(variant, timeline)
+        return rng.choice(list(space)) if space else None
+
+    def prior_answer(self, variant: str, timeline: Mapping[str, Any]) -> str | None:
+        """The answer of the space with the highest expected score under the generator's
+        weights (the first such one on ties)."""
+        space = list(self.answer_space(variant, timeline) or [])
+        if not space:
+            return None
+        weights = list(self.answer_weights(variant, timeline) or [1.0] * len(space))
+
+        def expected(candidate: str) -> float:
+            parsed = self.parse(candidate, variant)
+            return sum(w * self.metrics(parsed, truth)["score"]
+                       for w, truth in zip(weights, space))
+
+        return max(space, key=expected)
+
+    def knobs(self, sample: Mapping[str, Any]) -> dict[str, Any]:
+        return {}
