@@ -23,6 +23,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Mapping
 
 CHAT_PATH = "/v1/chat/completions"
+GATHER_TIMEOUT = 20.0   # seconds a gathering request waits for the others before answering
 
 
 @dataclass(frozen=True)
@@ -80,8 +81,11 @@ class ChatServer:
 
     def __init__(self, answer: Callable[[dict[str, Any]], str] = lambda body: "42",
                  delay: float = 0.0, lifetime: float = 120.0, keep_bodies: bool = True,
-                 unknown_fields: frozenset[str] = frozenset()) -> None:
+                 unknown_fields: frozenset[str] = frozenset(), gather: int = 0) -> None:
         self.answer, self.delay, self.lifetime = answer, delay, lifetime
+        # gather=N: hold each request until N are in flight together (then answer them all)
+        self.gather = threading.Barrier(gather, timeout=GATHER_TIMEOUT) if gather else None
+        self.gather_timed_out = False
         self.unknown_fields = unknown_fields  # request fields it refuses, as older servers do
         self.keep_bodies = keep_bodies    # False: big request bodies are parsed, not kept
         self.received: list[Received] = []
@@ -142,6 +146,14 @@ class ChatServer:
             self.received.append(seen)
         return reply, seen
 
+    def _gather(self) -> None:
+        if self.gather is None:
+            return
+        try:
+            self.gather.wait()
+        except threading.BrokenBarrierError:
+            self.gather_timed_out = True
+
     def _end(self) -> None:
         with self.lock:
             self.in_flight -= 1
@@ -189,6 +201,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(400, _error(f"Unrecognized request argument supplied: {refused[0]}",
                                        "invalid_request_error"))
                 return
+            owner._gather()
             delay = owner.delay if reply.delay is None else reply.delay
             if delay > 0 and owner.stopping.wait(delay):
                 self.close_connection = True   # shutting down: drop it unanswered

@@ -14,6 +14,7 @@ import time
 import pytest
 
 import clipmaker as cm
+from helpers import TESTS
 from viubench.build import BUILD, SAMPLES, VIDEOS, BuildSpec, build
 from viubench.media import load_frame
 from viubench.registry import load_tasks, select
@@ -274,20 +275,35 @@ def test_rebuild_adds_nothing(series, reference):
     assert media_hashes(out) == media
 
 
-def test_resume_after_sigkill(series, reference, tmp_path):
-    _, built, media = reference
+STALL_FILTERS = [*RESUME_FILTERS, "stalling_direction:default"]
+STALL_MODULE = ["--task-module", "stall_task:TASK", "--workers", "1"]
+
+
+def test_resume_after_sigkill(series, tmp_path):
+    """Killed mid-build, then resumed: the same bytes as a build never killed. A test task
+    hangs on the third video, so the build cannot end before the kill on any machine; the
+    first video's line is written once the second is rendered (the stages overlap), the
+    second's only after the third, so exactly one video is done when the kill lands."""
+    env = dict(os.environ, PYTHONPATH=TESTS + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    whole = str(tmp_path / "whole")
+    done = subprocess.run([sys.executable, "-m", "viubench.cli",
+                           *build_args(series, whole, STALL_FILTERS, *STALL_MODULE)],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr
+    built, media = read_bytes(os.path.join(whole, SAMPLES)), media_hashes(whole)
     out = str(tmp_path / "killed")
-    command = [sys.executable, "-m", "viubench.cli",
-               *build_args(series, out, RESUME_FILTERS, "--workers", "1")]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    third = sorted(os.listdir(series))[2]
+    process = subprocess.Popen([sys.executable, "-m", "viubench.cli",
+                                *build_args(series, out, STALL_FILTERS, *STALL_MODULE)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               env=dict(env, VIUBENCH_TEST_STALL_VIDEO=third))
     videos = os.path.join(out, VIDEOS)
-    deadline = time.monotonic() + 120
+    safety = time.monotonic() + 300     # a net against a hang, not a timing assumption
     try:
-        while process.poll() is None and time.monotonic() < deadline:
-            if os.path.exists(videos) and read_bytes(videos).count(b"\n") >= 1:
-                os.kill(process.pid, signal.SIGKILL)
-                break
-            time.sleep(0.002)
+        while process.poll() is None and not (
+                os.path.exists(videos) and read_bytes(videos).count(b"\n") >= 1):
+            assert time.monotonic() < safety, "no video was built in 5 minutes"
+            time.sleep(0.01)
     finally:
         if process.poll() is None:
             os.kill(process.pid, signal.SIGKILL)
@@ -296,9 +312,10 @@ def test_resume_after_sigkill(series, reference, tmp_path):
     with open(os.path.join(out, BUILD), encoding="utf-8") as handle:
         assert json.load(handle)["status"] == "running"
     done_lines = read_bytes(videos).count(b"\n")
-    assert 1 <= done_lines < SERIES
-
-    again = cli(*build_args(series, out, RESUME_FILTERS, "--workers", "1"))
+    assert done_lines == 1
+    again = subprocess.run([sys.executable, "-m", "viubench.cli",
+                            *build_args(series, out, STALL_FILTERS, *STALL_MODULE)],
+                           capture_output=True, text=True, env=env, timeout=600)
     assert again.returncode == 0, again.stderr
     assert f"{done_lines} videos already done" in again.stdout + again.stderr
     assert read_bytes(os.path.join(out, SAMPLES)) == built

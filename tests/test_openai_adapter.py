@@ -107,8 +107,8 @@ def test_rate_limit_server_error_and_timeout_are_retried_until_an_answer(viubenc
     assert record["text"] == "7" and record["error"] is None
     assert record["attempts"] == 4
     assert [r.status for r in server.received] == [429, 503, 200, 200]
-    waited = server.received[1].arrived - server.received[0].arrived
-    assert waited >= 0.3, f"Retry-After 0.3 s not honoured: retried after {waited:.3f} s"
+    # The first wait is at least the 429's Retry-After (0.3 s), whatever the backoff draws.
+    assert record["waited"] >= 0.3
 
 
 def test_failures_are_recorded_as_errors_with_a_kind_never_as_text(viubench_testset, tmp_path):
@@ -156,14 +156,13 @@ def test_api_key_is_sent_but_never_written(viubench_testset, tmp_path, monkeypat
 
 
 def test_concurrent_requests_really_overlap(viubench_testset, tmp_path):
-    with ChatServer(delay=0.25) as server:
-        started = time.monotonic()
+    # The server answers only once 8 requests are in flight together (a barrier; after 20 s
+    # it gives up and answers), so 8 overlapping requests are seen whatever the timing.
+    with ChatServer(gather=8) as server:
         _, predictions = evaluate(server, viubench_testset, str(tmp_path), concurrency=8,
                                   limit=16)
-        elapsed = time.monotonic() - started
     assert len(predictions) == 16 and all(r["text"] == "42" for r in predictions)
-    assert server.max_in_flight >= 4
-    assert elapsed < 16 * 0.25 / 2, f"16 requests of 0.25 s at concurrency 8 took {elapsed:.2f}"
+    assert server.max_in_flight == 8 and not server.gather_timed_out
 
 
 def test_max_frames_and_detail_shape_what_is_sent(viubench_testset, tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from typing import Any, Sequence
@@ -10,9 +11,14 @@ from viubench.adapters import Request, Response, adapter, failed
 from viubench.model_adapters.baselines import RandomAdapter
 
 
+STALL_AFTER = "VIUBENCH_TEST_STALL_AFTER"   # environment: answer this many, then hang
+
+
 @adapter("slow_random")
 class SlowRandom(RandomAdapter):
-    """The random baseline, `delay` seconds per batch (so a test can kill a run mid-way)."""
+    """The random baseline, `delay` seconds per batch. With $VIUBENCH_TEST_STALL_AFTER=N it
+    answers N requests and then hangs (so a test can kill a run mid-way without racing it);
+    the environment is not part of the spec, so the resumed run has the same settings."""
 
     def __init__(self, target: str = "", delay: str = "0.02", api_key: str = "",
                  **options: str) -> None:
@@ -22,6 +28,11 @@ class SlowRandom(RandomAdapter):
 
     def generate(self, requests: Sequence[Request]) -> list[Response]:
         time.sleep(self.delay)
+        stall_after = os.environ.get(STALL_AFTER)
+        if stall_after is not None:
+            self.answered = getattr(self, "answered", 0) + len(requests)
+            if self.answered > int(stall_after):
+                threading.Event().wait(300)   # hang until killed (5 minutes at most)
         return super().generate(requests)
 
     def describe(self) -> dict[str, Any]:

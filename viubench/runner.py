@@ -181,11 +181,12 @@ class _Writer:
         self.lock = threading.Lock()
         self.counts = {"answered": 0, "errors": 0}
 
-    def write(self, request: Request, response: Response, attempts: int, seconds: float) -> None:
+    def write(self, request: Request, response: Response, attempts: int, seconds: float,
+              waited: float) -> None:
         record = {"record": "prediction", "id": request.id, "task": request.task,
                   "variant": request.variant, "text": response.text, "error": response.error,
                   "kind": response.kind, "attempts": attempts, "seconds": round(seconds, 3),
-                  "info": dict(response.info)}
+                  "waited": round(waited, 3), "info": dict(response.info)}
         with self.lock:
             append_jsonl(self.handle, record)
             self.counts["answered" if response.ok else "errors"] += 1
@@ -241,7 +242,7 @@ def _answer(adapter: Adapter, batch: Sequence[Request], policy: RetryPolicy,
     rng = random.Random()   # jitter only; it never touches results
     pending = list(batch)
     started = time.perf_counter()
-    attempt = 0
+    attempt, waited = 0, 0.0
     while pending and not stop.is_set():
         attempt += 1
         responses = _generate(adapter, pending)
@@ -251,8 +252,9 @@ def _answer(adapter: Adapter, batch: Sequence[Request], policy: RetryPolicy,
                 again.append(request)
                 waits.append(policy.delay(attempt, response.retry_after, rng))
             else:
-                writer.write(request, response, attempt, time.perf_counter() - started)
+                writer.write(request, response, attempt, time.perf_counter() - started, waited)
         if again:
+            waited += max(waits)
             stop.wait(max(waits))
         pending = again
 
