@@ -28,7 +28,8 @@ from chat_server import ChatServer  # noqa: E402
 
 from viubench.adapters import create, parse_spec  # noqa: E402
 from viubench.retry import RetryPolicy  # noqa: E402
-from viubench.runner import GenerationSettings, RunOptions, read_run, run_eval  # noqa: E402
+from viubench.runfolder import read_run  # noqa: E402
+from viubench.runner import GenerationSettings, RunOptions, run_eval  # noqa: E402
 
 TARGET = 0.8
 PER_VIDEO = 8       # 9 variants x 4 clips x 8 = 288 samples: enough for 32 x 8 requests

@@ -29,7 +29,8 @@ from viubench.demo import bundled_videos
 from viubench.leaderboard import build_leaderboard, write_csv
 from viubench.registry import load_tasks, select
 from viubench.results import score_run
-from viubench.runner import PREDICTIONS, GenerationSettings, RunOptions, make_header, run_eval
+from viubench.runfolder import PREDICTIONS, make_header
+from viubench.runner import GenerationSettings, RunOptions, run_eval
 from viubench.sample import append_jsonl, canonical_json
 
 
@@ -66,7 +67,8 @@ def noisy_oracle_run(testset: str, rundir: str, accuracy: float) -> None:
     """A run that gives the true answer with probability `accuracy` (written directly)."""
     os.makedirs(rundir, exist_ok=True)
     spec = parse_spec("constant text=oracle")
-    header = make_header(testset, spec, create(spec), GenerationSettings())
+    header = make_header(testset, spec.redacted(), create(spec).describe(),
+                         GenerationSettings().as_json())
     rng = random.Random(1)
     with open(os.path.join(testset, "samples.jsonl"), encoding="utf-8") as samples, \
             open(os.path.join(rundir, PREDICTIONS), "w", encoding="utf-8") as out:

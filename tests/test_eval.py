@@ -15,8 +15,8 @@ from helpers import TESTS, fake_distribution, viubench
 from viubench.adapters import Request, Response, parse_spec
 from viubench.results import score_run
 from viubench.retry import RetryPolicy
-from viubench.runner import (PREDICTIONS, GenerationSettings, RunAborted, RunOptions, read_run,
-                             run_eval)
+from viubench.runfolder import PREDICTIONS, read_run
+from viubench.runner import GenerationSettings, RunAborted, RunOptions, run_eval
 
 FAST_RETRY = ["--retry-base", "0.01", "--retry-cap", "0.05"]
 

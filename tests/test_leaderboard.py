@@ -233,10 +233,40 @@ def test_a_garbled_scores_file_is_one_error_line_naming_it(runs, tmp_path):
     lines = open(path).read().splitlines()
     lines[3] = "not json at all"
     open(path, "w").write("\n".join(lines) + "\n")
-    os.utime(path, (2e9, 2e9))   # newer than the predictions: read as it is, not re-scored
+    # the predictions did not change since scoring: scores.jsonl is read as it is
     for command in (("compare", runs["half"], broken),
                     ("leaderboard", broken, "--out", str(tmp_path / "b.csv"))):
         done = viubench(*command)
         assert done.returncode == 2 and "Traceback" not in done.stderr
         assert done.stderr.strip().endswith(f"error: {path}:4: not a JSON record"
                                             " (Expecting value: line 1 column 1 (char 0))")
+
+
+def test_scores_are_recomputed_only_when_stale_and_the_console_says_why(runs, tmp_path):
+    from helpers import viubench
+    from viubench.runfolder import PREDICTIONS, RESULTS, SCORES, stale_reason
+
+    run = str(tmp_path / "run")
+    shutil.copytree(runs["half"], run)
+    score_run(run)
+    versions = {"playback_direction": "x"}    # a task the run never scored: irrelevant
+    assert stale_reason(run, versions) is None
+    scores = open(os.path.join(run, SCORES), "rb").read()
+    done = viubench("leaderboard", run, "--out", str(tmp_path / "a.csv"))
+    assert done.returncode == 0 and "scoring" not in done.stderr
+    assert open(os.path.join(run, SCORES), "rb").read() == scores
+
+    results = json.load(open(os.path.join(run, RESULTS)))
+    task = sorted(results["task_versions"])[0]
+    assert stale_reason(run, {task: "999"}) == (
+        f"task {task} is version 999 now, it was scored under {results['task_versions'][task]}")
+    json.dump({**results, "tool_version": "0.0.1"}, open(os.path.join(run, RESULTS), "w"))
+    assert stale_reason(run, {}).startswith("it was scored by viubench 0.0.1, this is")
+    score_run(run)
+    with open(os.path.join(run, PREDICTIONS), "a") as handle:
+        handle.write(json.dumps({"record": "scope", "limit": None}) + "\n")
+    assert stale_reason(run, {}) == "its predictions changed since it was scored"
+    done = viubench("leaderboard", run, "--out", str(tmp_path / "b.csv"))
+    assert done.returncode == 0
+    assert done.stderr.count(f"warning: scoring {run}: its predictions changed") == 1
+    assert stale_reason(run, {}) is None

@@ -15,7 +15,8 @@ from chat_server import (ChatServer, answer, no_content, rate_limited, server_er
 from viubench.adapters import Request, create, data_url, parse_spec
 from viubench.model_adapters.openai_api import retry_after_seconds
 from viubench.retry import RetryPolicy
-from viubench.runner import PREDICTIONS, GenerationSettings, RunAborted, RunOptions, run_eval
+from viubench.runfolder import PREDICTIONS
+from viubench.runner import GenerationSettings, RunAborted, RunOptions, run_eval
 from viubench.testset import iter_samples
 
 pytest.importorskip("openai", reason="the `api` extra (openai) is not installed")

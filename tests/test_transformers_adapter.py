@@ -17,7 +17,8 @@ import pytest
 
 from tiny_models import SAVERS, save_qwen2_vl
 from viubench.adapters import AdapterAbort, Request, parse_spec
-from viubench.runner import GenerationSettings, RunOptions, read_run, requests_of, run_eval
+from viubench.runfolder import read_run
+from viubench.runner import GenerationSettings, RunOptions, requests_of, run_eval
 
 pytest.importorskip("transformers")
 FAMILIES = sorted(SAVERS)

@@ -30,8 +30,8 @@ pytest.importorskip("vllm")
 from conftest import samples_of  # noqa: E402
 from viubench.adapters import (AdapterAbort, Request, create, parse_spec,  # noqa: E402
                                resolve)
-from viubench.runner import (GenerationSettings, RunOptions, read_run,  # noqa: E402
-                             run_eval)
+from viubench.runfolder import read_run  # noqa: E402
+from viubench.runner import GenerationSettings, RunOptions, run_eval  # noqa: E402
 
 # A small KV cache: the default reserves gigabytes of memory for a model of a few kilobytes.
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")

@@ -29,7 +29,8 @@ from typing import Any, Hashable, Iterable, Mapping, NamedTuple, Sequence, cast
 
 import numpy as np
 
-from .leaderboard import iter_scores, run_header
+from .results import ensure_scored
+from .runfolder import iter_scores
 from .registry import load_tasks
 from .scoring import normal_interval, score_interval, video_bootstrap, wilson_interval
 from .testset import iter_samples, load_build
@@ -90,7 +91,7 @@ def _load_runs(rundirs: Sequence[str], labels: Sequence[str]) -> list[_Run]:
     """Each run's header and per-sample scores (scoring it first where needed)."""
     runs: list[_Run] = []
     for number, rundir in enumerate(rundirs):
-        header = run_header(rundir)
+        header = ensure_scored(rundir)
         label = labels[number] if number < len(labels) else header["adapter"]["spec"]
         label = f"{label} #{number + 1}" if label in {run.label for run in runs} else label
         fingerprint = header["adapter"].get("fingerprint") or {}

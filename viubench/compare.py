@@ -13,8 +13,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .leaderboard import RunScores, cell_estimates, composite_weights, iter_scores, layout, \
-    run_header
+from .leaderboard import RunScores, cell_estimates, composite_weights, layout
+from .results import ensure_scored
+from .runfolder import iter_scores
 from .registry import load_tasks
 
 FLIPS = 10_000
@@ -29,7 +30,8 @@ def compare_runs(run_a: str, run_b: str, suite: str = "viubench,mvp", seed: int 
                  extra_tasks: Sequence[str] = ()) -> list[dict[str, Any]]:
     """One row per leaderboard cell: difference B - A (x100), CI, p-value, n (None for all but
     n in a cell without samples both runs scored)."""
-    hash_a, hash_b = run_header(run_a)["testset"]["hash"], run_header(run_b)["testset"]["hash"]
+    hash_a = ensure_scored(run_a)["testset"]["hash"]
+    hash_b = ensure_scored(run_b)["testset"]["hash"]
     if hash_a != hash_b:
         raise ValueError(f"{run_a} and {run_b} answered different test sets; a paired"
                          " comparison needs the same samples")

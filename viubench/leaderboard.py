@@ -11,14 +11,13 @@ from __future__ import annotations
 import csv
 import os
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
 from .registry import load_tasks, suites
-from .results import RESULTS, SCORES, score_run
-from .runner import PREDICTIONS, read_run
-from .sample import read_jsonl
+from .results import ensure_scored
+from .runfolder import iter_scores
 from .scoring import video_bootstrap, wilson_interval
 from .task import Task
 
@@ -89,29 +88,9 @@ class RunScores:
         self.squares[slot] += value ** 2
 
 
-def ensure_scored(rundir: str) -> None:
-    """Score a run whose scores are missing or older than its predictions."""
-    scores, predictions = os.path.join(rundir, SCORES), os.path.join(rundir, PREDICTIONS)
-    if not os.path.exists(scores) or os.path.getmtime(scores) < os.path.getmtime(predictions) \
-            or not os.path.exists(os.path.join(rundir, RESULTS)):
-        score_run(rundir)
-
-
-def iter_scores(rundir: str) -> Iterator[dict[str, Any]]:
-    """Score records of a run (`sample.read_jsonl`: the one JSONL reader)."""
-    return read_jsonl(os.path.join(rundir, SCORES))
-
-
-def run_header(rundir: str) -> dict[str, Any]:
-    ensure_scored(rundir)
-    header, _ = read_run(rundir)
-    assert header is not None
-    return header
-
-
 def load_run(rundir: str, columns: Sequence[Column], label: str | None = None) -> RunScores:
     """Stream a run's scores.jsonl into per-video, per-column sums."""
-    header = run_header(rundir)
+    header = ensure_scored(rundir)
     run = RunScores(label or header["adapter"]["spec"], rundir, header["testset"]["hash"],
                     len(columns))
     position = {column.key: i for i, column in enumerate(columns)}

@@ -10,21 +10,20 @@ parsed value and parse error is recorded in `scores.jsonl`.
 
 from __future__ import annotations
 
-import json
 import os
+import warnings
 from collections import defaultdict
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator, Mapping, Sequence
 
 from . import __version__
-from .registry import load_tasks
-from .runner import latest, read_run, run_scope
-from .sample import append_jsonl, file_hash
 from .answers import LENIENT, STRICT
+from .registry import load_tasks
+from .runfolder import (ScoreRecord, latest, predictions_hash, read_run, run_scope,
+                        scores_writer, stale_reason, write_results, write_score)
+from .sample import file_hash
 from .scoring import score_interval
 from .task import Parsed, Task
 from .testset import SAMPLES, iter_samples, load_build
-
-SCORES, RESULTS = "scores.jsonl", "results.json"
 
 
 def reply_outcome(task: Task, text: str, variant: str, answer: str) -> dict[str, Any]:
@@ -47,18 +46,31 @@ def _plain(value: Any) -> Any:
 
 
 def sample_score(task: Task, sample: Mapping[str, Any],
-                 prediction: Mapping[str, Any] | None) -> dict[str, Any]:
+                 prediction: Mapping[str, Any] | None) -> ScoreRecord:
     """One sample's outcome: status, what each policy parsed, metric values, rewards."""
-    record: dict[str, Any] = {"id": sample["id"], "task": sample["task"],
-                              "variant": sample["variant"], "video": sample["video"]["hash"]}
     if prediction is None or prediction["error"] is not None:
         status = "missing" if prediction is None else "error"
         zero = {key: 0.0 for key in task.metrics(Parsed(error=status), sample["answer"])}
-        return {**record, "status": status, "error": prediction and prediction["error"],
-                "parsed": {}, "parse_errors": {}, "metrics": zero, "score": 0.0,
-                "rewards": dict.fromkeys(task.reward_policies, 0.0)}
-    outcome = reply_outcome(task, prediction["text"], sample["variant"], sample["answer"])
-    return {**record, "status": "answered", "error": None, **outcome}
+        outcome: dict[str, Any] = {"parsed": {}, "parse_errors": {}, "metrics": zero,
+                                   "score": 0.0,
+                                   "rewards": dict.fromkeys(task.reward_policies, 0.0)}
+        error = prediction["error"] if prediction else None
+    else:
+        status, error = "answered", None
+        outcome = reply_outcome(task, prediction["text"], sample["variant"], sample["answer"])
+    return {"id": sample["id"], "task": sample["task"], "variant": sample["variant"],
+            "video": sample["video"]["hash"], "status": status, "error": error,
+            "parsed": outcome["parsed"], "parse_errors": outcome["parse_errors"],
+            "metrics": outcome["metrics"], "score": outcome["score"],
+            "rewards": outcome["rewards"]}
+
+
+def _run_tasks(header: Mapping[str, Any], testset: str | None = None) -> tuple[str, dict]:
+    """The test set a run answered (checked by hash) and the tasks that score it."""
+    testset = testset or header["testset"]["path"]
+    if file_hash(os.path.join(testset, SAMPLES)) != header["testset"]["hash"]:
+        raise ValueError(f"{testset} is not the test set this run answered (hash differs)")
+    return testset, load_tasks(load_build(testset)["spec"]["extra_tasks"])
 
 
 def score_run(rundir: str, testset: str | None = None) -> dict[str, Any]:
@@ -66,25 +78,37 @@ def score_run(rundir: str, testset: str | None = None) -> dict[str, Any]:
     header, predictions = read_run(rundir)
     if header is None:
         raise ValueError(f"{rundir} holds no run (no predictions.jsonl header)")
-    testset = testset or header["testset"]["path"]
-    if file_hash(os.path.join(testset, SAMPLES)) != header["testset"]["hash"]:
-        raise ValueError(f"{testset} is not the test set this run answered (hash differs)")
-    tasks = load_tasks(load_build(testset)["spec"]["extra_tasks"])
+    testset, tasks = _run_tasks(header, testset)
     answers = latest(predictions)
-    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    tmp = os.path.join(rundir, SCORES + ".part")
-    with open(tmp, "w", encoding="utf-8") as handle:
+    groups: dict[str, list[ScoreRecord]] = defaultdict(list)
+    with scores_writer(rundir) as handle:
         for sample in _in_scope(testset, run_scope(predictions)):
             scored = sample_score(tasks[sample["task"]], sample, answers.get(sample["id"]))
-            append_jsonl(handle, scored)
+            write_score(handle, scored)
             groups[f"{sample['task']}:{sample['variant']}"].append(scored)
-    os.replace(tmp, os.path.join(rundir, SCORES))
+    used = sorted({key.partition(":")[0] for key in groups})
     results = {"tool_version": __version__, "run": header["adapter"],
                "testset": header["testset"], "generation": header["generation"],
+               "predictions_hash": predictions_hash(rundir),
+               "task_versions": {name: tasks[name].version for name in used},
                "variants": {key: summarize(rows) for key, rows in sorted(groups.items())}}
     results["totals"] = _totals(results["variants"].values())
-    _write_json(os.path.join(rundir, RESULTS), results)
+    write_results(rundir, results)
     return results
+
+
+def ensure_scored(rundir: str) -> dict[str, Any]:
+    """The run's header, after scoring it if its scores are stale (and saying why, as a
+    warning the console prints in one line)."""
+    header, _ = read_run(rundir)
+    if header is None:
+        raise ValueError(f"{rundir} holds no run (no predictions.jsonl header)")
+    _, tasks = _run_tasks(header)
+    reason = stale_reason(rundir, {name: task.version for name, task in tasks.items()})
+    if reason is not None:
+        warnings.warn(f"scoring {rundir}: {reason}", UserWarning, stacklevel=2)
+        score_run(rundir)
+    return header
 
 
 def _in_scope(testset: str, limit: int | None) -> Iterator[dict[str, Any]]:
@@ -94,7 +118,7 @@ def _in_scope(testset: str, limit: int | None) -> Iterator[dict[str, Any]]:
         yield sample
 
 
-def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
+def summarize(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Metric (x100) with n and a 95% CI (`scoring.score_interval`), plus failure counts."""
     scores = [row["score"] for row in rows]
     videos = [row["video"] for row in rows]
@@ -114,14 +138,14 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def _mean_rewards(rows: list[dict[str, Any]]) -> dict[str, float]:
+def _mean_rewards(rows: Sequence[Mapping[str, Any]]) -> dict[str, float]:
     """Mean reward per reward policy."""
     policies = rows[0]["rewards"] if rows else {}
     return {policy: sum(row["rewards"][policy] for row in rows) / len(rows)
             for policy in policies}
 
 
-def _failures(rows: list[dict[str, Any]], policy: str) -> int:
+def _failures(rows: Sequence[Mapping[str, Any]], policy: str) -> int:
     """Answered samples whose reply did not parse under `policy` (0 if the task never uses it)."""
     return sum(row["status"] == "answered" and row["parse_errors"].get(policy) is not None
                for row in rows)
@@ -134,13 +158,6 @@ def _totals(summaries) -> dict[str, int]:
         for key in keys:
             totals[key] += summary[key]
     return totals
-
-
-def _write_json(path: str, value: Any) -> None:
-    tmp = path + ".part"
-    with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(value, handle, indent=2, sort_keys=True)
-    os.replace(tmp, path)
 
 
 def format_results(results: Mapping[str, Any]) -> str:

@@ -1,12 +1,9 @@
 """Test set x adapter -> predictions: batches, bounded concurrency, one retry policy, resume.
 
-A run folder holds `predictions.jsonl`: its first line is the header (test-set hash, adapter
-spec with secrets redacted, adapter fingerprint, generation settings, tool version), then one
-record per answered sample, appended and flushed as each answer arrives. A `scope` record says how
-many leading samples of the test set the run covers (`--limit`; the last one counts). Running
-the same command again resumes: a torn last line is cut away and finished samples are skipped; with
-`retry_errors` samples whose last record is an error are asked again (the new record is
-appended; the last record of a sample is the one that counts).
+The records go to the run folder (`viubench.runfolder` owns its format), appended and flushed
+as each answer arrives. Running the same command again resumes: a torn last line is cut away
+and finished samples are skipped; with `retry_errors` samples whose last record is an error are
+asked again (the new record is appended; the last record of a sample is the one that counts).
 """
 
 from __future__ import annotations
@@ -20,15 +17,13 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping, Protocol, Sequence
 
-from . import __version__
 from .adapters import (Adapter, AdapterAbort, AdapterSpec, Request, Response, batching,
                        failed)
 from .retry import RetryPolicy
-from .sample import append_jsonl, file_hash, read_jsonl, truncate_lines
-from .testset import SAMPLES, iter_samples, load_build
-
-PREDICTIONS = "predictions.jsonl"
-
+from .runfolder import (PREDICTIONS, differing_settings, latest, make_header, prediction_record,
+                        read_run, run_scope, scope_record)
+from .sample import append_jsonl, truncate_lines
+from .testset import iter_samples
 
 @dataclass(frozen=True)
 class GenerationSettings:
@@ -67,57 +62,6 @@ class RunAborted(RuntimeError):
     """The adapter reported a condition that spoils the run; nothing was recorded for it."""
 
 
-def testset_fingerprint(testset: str) -> dict[str, Any]:
-    build = load_build(testset)
-    return {"path": os.path.abspath(testset), "hash": file_hash(os.path.join(testset, SAMPLES)),
-            "samples": build["samples"], "tool_version": build["tool_version"]}
-
-
-def make_header(testset: str, spec: AdapterSpec, adapter: Adapter,
-                generation: GenerationSettings) -> dict[str, Any]:
-    return {"record": "header", "tool": "viubench", "tool_version": __version__,
-            "testset": testset_fingerprint(testset),
-            "adapter": {"spec": spec.redacted(), "fingerprint": adapter.describe()},
-            "generation": generation.as_json(),
-            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-
-
-def _same_run(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
-    checks = {"test set": ("testset", "hash"), "adapter spec": ("adapter", "spec"),
-              "adapter fingerprint": ("adapter", "fingerprint"),
-              "generation settings": ("generation", None)}
-    differs = []
-    for label, (section, key) in checks.items():
-        a, b = old.get(section, {}), new.get(section, {})
-        if (a.get(key) if key else a) != (b.get(key) if key else b):
-            differs.append(label)
-    return differs
-
-
-def read_run(rundir: str) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
-    """(header, later records) of a run folder; a torn last line is ignored."""
-    path = os.path.join(rundir, PREDICTIONS)
-    if not os.path.exists(path):
-        return None, []
-    records = list(read_jsonl(path))
-    if not records:
-        return None, []
-    if records[0].get("record") != "header":
-        raise ValueError(f"{path} does not start with a run header")
-    return records[0], records[1:]
-
-
-def latest(records: Sequence[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
-    """The last prediction record of each sample id (the one that counts)."""
-    return {r["id"]: r for r in records if r.get("record") == "prediction"}
-
-
-def run_scope(records: Sequence[Mapping[str, Any]]) -> int | None:
-    """How many leading samples of the test set the run covers (None: all), as last set."""
-    scopes = [r["limit"] for r in records if r.get("record") == "scope"]
-    return scopes[-1] if scopes else None
-
-
 def requests_of(testset: str, generation: GenerationSettings,
                 limit: int | None) -> Iterator[Request]:
     """One request per sample, in test-set order, media paths made absolute."""
@@ -144,11 +88,11 @@ def run_eval(testset: str, spec: AdapterSpec, adapter: Adapter, rundir: str,
              observer: RunObserver | None = None) -> dict[str, int]:
     """Ask `adapter` every unanswered sample of `testset`; returns counts of this session."""
     os.makedirs(rundir, exist_ok=True)
-    header = make_header(testset, spec, adapter, generation)
+    header = make_header(testset, spec.redacted(), adapter.describe(), generation.as_json())
     path = os.path.join(rundir, PREDICTIONS)
     old_header, predictions = read_run(rundir)
     if old_header is not None:
-        differs = _same_run(old_header, header)
+        differs = differing_settings(old_header, header)
         if differs:
             raise ValueError(f"{rundir} holds a run with a different {', '.join(differs)};"
                              " use a new --out folder or the same settings")
@@ -167,7 +111,7 @@ def run_eval(testset: str, spec: AdapterSpec, adapter: Adapter, rundir: str,
         if old_header is None:
             append_jsonl(handle, header)
         if old_header is None or run_scope(predictions) != options.limit:
-            append_jsonl(handle, {"record": "scope", "limit": options.limit})
+            append_jsonl(handle, scope_record(options.limit))
         writer = _Writer(handle, observer)
         _dispatch(adapter, todo, options, writer)
     return writer.counts
@@ -183,10 +127,9 @@ class _Writer:
 
     def write(self, request: Request, response: Response, attempts: int, seconds: float,
               waited: float) -> None:
-        record = {"record": "prediction", "id": request.id, "task": request.task,
-                  "variant": request.variant, "text": response.text, "error": response.error,
-                  "kind": response.kind, "attempts": attempts, "seconds": round(seconds, 3),
-                  "waited": round(waited, 3), "info": dict(response.info)}
+        record = prediction_record(request.id, request.task, request.variant, response.text,
+                                   response.error, response.kind, attempts, seconds, waited,
+                                   response.info)
         with self.lock:
             append_jsonl(self.handle, record)
             self.counts["answered" if response.ok else "errors"] += 1

@@ -6,7 +6,7 @@ import hashlib
 import json
 import os
 import random
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 
 def canonical_json(value: Any) -> str:
@@ -43,7 +43,7 @@ def sample_id(record: dict[str, Any]) -> str:
                   record["seed"], record["replica"], record["draws"], record["answer"], size=8)
 
 
-def append_jsonl(handle, record: dict[str, Any]) -> None:
+def append_jsonl(handle, record: Mapping[str, Any]) -> None:
     """Append one record as a line and flush, so a crash loses at most the line being written."""
     handle.write(canonical_json(record) + "\n")
     handle.flush()
