@@ -12,7 +12,7 @@ measure. They audit the test set (`viubench eval --model similarity solver=...`,
 
 On a sound test set each is at chance: no candidate gives itself away by how much it resembles
 the context, the gap's borders or the other candidates. MVP's distractors are matched to the
-targets on the first two (tasks/masked_draws.py); the README's audit gives all three.
+targets on the first two (tasks/masked_draws.py); the audit in docs/tasks.md gives all three.
 
 Either orders its picks by `border` (more like the left border than the right one first) or at
 `random`. Gap frames are found by their pixels (the striped grey frame).

@@ -1,7 +1,7 @@
 """A paper-sized VIUBench (2,700 questions, 300 per column) from real footage, answered by the
 model-free baselines: `random` must land on the paper's counting and jigsaw "random guess" cells,
 `whole` on its grounding cells, and `prior` shows what the answer distribution alone is worth.
-This is the table the README prints (leaderboards/viubench_bundled_2700_baselines.csv)."""
+This is the table docs/tasks.md prints (leaderboards/viubench_bundled_2700_baselines.csv)."""
 
 from __future__ import annotations
 

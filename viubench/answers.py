@@ -10,7 +10,7 @@
   bold or italic markers, one final full stop, surrounding whitespace) are tolerated, anything
   else fails.
 * `videossr` (the VideoSSR authors' published reward rules, reproduced case by case): the reply
-  as it is, read by each task's own rule; see `tasks/parsing.py` and the README's table.
+  as it is, read by each task's own rule; see `tasks/parsing.py` and the table in docs/tasks.md.
 """
 
 from __future__ import annotations

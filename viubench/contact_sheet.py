@@ -1,5 +1,5 @@
 """One sample of a built test set as a single picture: its video frames, then its labelled
-images, then the answer. Used for the README's MVP figure; works for any task's sample."""
+images, then the answer. Used for the MVP figure of docs/tasks.md; works for any task's sample."""
 
 from __future__ import annotations
 
