@@ -28,10 +28,10 @@ from viubench.compare import compare_runs
 from viubench.demo import bundled_videos
 from viubench.leaderboard import build_leaderboard, write_csv
 from viubench.registry import load_tasks, select
-from viubench.results import score_run
+from viubench.score import score_run
 from viubench.runfolder import PREDICTIONS, make_header
 from viubench.runner import GenerationSettings, RunOptions, run_eval
-from viubench.sample import append_jsonl, canonical_json
+from viubench.records import append_jsonl, canonical_json
 
 
 def seed_testset(folder: str) -> str:

@@ -31,7 +31,7 @@ from typing import Any, Sequence
 from viubench.adapters import (Adapter, AdapterSpec, Request, Response, adapter, batching, create,
                                failed, option, parse_spec)
 from viubench.registry import load_tasks
-from viubench.sample import derive_rng
+from viubench.records import derive_rng
 
 
 class _TaskAnswers(ABC):

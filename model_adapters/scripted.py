@@ -18,7 +18,7 @@ import threading
 from typing import Any, Mapping, Sequence
 
 from viubench.adapters import ERROR_KINDS, Request, Response, adapter, failed
-from viubench.sample import file_hash
+from viubench.records import file_hash
 
 MAX_BYTES = 64 << 20   # a replies file larger than this is refused, not read
 

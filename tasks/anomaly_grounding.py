@@ -37,7 +37,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from viubench.answers import LENIENT, STRICT, VIDEOSSR
-from viubench.scoring import interval_iou
+from viubench.stats import interval_iou
 from viubench.task import (Clip, Columns, DonorSource, FrameRef, Parsed, Rendered, TaskSkip,
                            TextPart, Variant, VideoPart)
 from viubench.video import FrameProtocol

@@ -45,7 +45,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from viubench.answers import LENIENT, STRICT, VIDEOSSR, check_policy
-from viubench.scoring import footrule_score
+from viubench.stats import footrule_score
 from viubench.task import (Clip, Columns, DonorSource, ImagePart, Parsed, Part, Rendered,
                            TaskSkip, TextPart, Variant, VideoPart)
 from viubench.video import FrameProtocol

@@ -15,7 +15,7 @@ from __future__ import annotations
 import random
 from typing import Any, Mapping
 
-from viubench.scoring import footrule_score
+from viubench.stats import footrule_score
 from viubench.task import (Clip, Columns, DonorSource, Parsed, Part, Rendered, TextPart,
                            Variant, VideoPart)
 from viubench.video import FrameProtocol

@@ -16,7 +16,7 @@ from PIL import Image
 from viubench.adapters import Response, create, parse_spec
 from viubench.analysis import _knobs, _levels, _shared_intervals, analyze
 from viubench.runner import GenerationSettings, RunOptions, run_eval
-from viubench.scoring import score_interval
+from viubench.stats import score_interval
 
 GROUNDING, COUNTING, JIGSAW = "anomaly_grounding", "object_counting", "temporal_jigsaw"
 

@@ -11,7 +11,7 @@ import pytest
 from helpers import variant_for
 from viubench.answers import LENIENT, STRICT, VIDEOSSR, answer_region, check_policy, clean_bare
 from viubench.registry import load_tasks
-from viubench.scoring import footrule_score, interval_iou
+from viubench.stats import footrule_score, interval_iou
 
 TASKS = load_tasks()
 GROUNDING, COUNTING, JIGSAW = (TASKS[n] for n in

@@ -13,7 +13,7 @@ import pytest
 
 from helpers import TESTS, fake_distribution, viubench
 from viubench.adapters import Request, Response, parse_spec
-from viubench.results import score_run
+from viubench.score import score_run
 from viubench.retry import RetryPolicy
 from viubench.runfolder import PREDICTIONS, read_run
 from viubench.runner import GenerationSettings, RunAborted, RunOptions, run_eval

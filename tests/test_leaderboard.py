@@ -14,7 +14,7 @@ from viubench.adapters import Response, create, parse_spec
 from viubench.compare import compare_runs
 from viubench.leaderboard import RunScores, build_leaderboard, cell_estimates, layout
 from viubench.registry import load_tasks
-from viubench.results import score_run
+from viubench.score import score_run
 from viubench.runner import GenerationSettings, RunOptions, run_eval
 
 LEADERBOARDS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),

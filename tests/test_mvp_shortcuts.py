@@ -21,7 +21,7 @@ from conftest import samples_of
 from helpers import viubench
 from viubench.build import BuildSpec, build
 from viubench.registry import load_tasks
-from viubench.scoring import wilson_interval
+from viubench.stats import wilson_interval
 from viubench.tasks.masked_solvers import most_cohesive
 
 TASK = load_tasks()["masked_prediction"]

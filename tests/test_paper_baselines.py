@@ -11,9 +11,9 @@ import pytest
 from viubench.adapters import create, parse_spec
 from viubench.build import BuildSpec, build
 from viubench.leaderboard import build_leaderboard
-from viubench.publish import reported_rows
+from viubench.cli_report import reported_rows
 from viubench.registry import load_tasks, select
-from viubench.results import score_run
+from viubench.score import score_run
 from viubench.runner import GenerationSettings, RunOptions, run_eval
 
 PER_VIDEO, SEED = 75, 2025          # 4 bundled videos x 75 = 300 questions per column

@@ -17,7 +17,7 @@ import pytest
 from helpers import variant_for
 from viubench.answers import LENIENT, STRICT, VIDEOSSR
 from viubench.registry import load_tasks
-from viubench.scoring import footrule_score, interval_iou
+from viubench.stats import footrule_score, interval_iou
 from viubench.task import Parsed
 from viubench.tasks import parsing
 

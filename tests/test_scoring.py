@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from viubench.retry import RetryPolicy
-from viubench.scoring import (BOOTSTRAP_CHUNK, cluster_bootstrap_ci, normal_interval,
+from viubench.stats import (BOOTSTRAP_CHUNK, cluster_bootstrap_ci, normal_interval,
                               score_interval, video_bootstrap, wilson_interval)
 
 
@@ -58,7 +58,7 @@ def test_video_bootstrap_gives_the_same_draws_in_chunks(monkeypatch):
     sums = np.arange(30.0).reshape(30, 1)
     counts = np.full((30, 1), 2)
     whole = video_bootstrap(sums, counts, resamples=64)
-    monkeypatch.setattr("viubench.scoring.BOOTSTRAP_CHUNK", 30 * 8)   # 8 replicates a chunk
+    monkeypatch.setattr("viubench.stats.BOOTSTRAP_CHUNK", 30 * 8)   # 8 replicates a chunk
     chunked = video_bootstrap(sums, counts, resamples=64)
     assert BOOTSTRAP_CHUNK > 30 * 8
     assert np.array_equal(chunked, whole)   # the memory bound never changes the answer

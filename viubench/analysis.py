@@ -15,7 +15,7 @@
   `prior` run's does (the answer distribution is worth that much). Items non-visual runs score
   above chance are listed.
 
-CIs are `scoring.score_interval`, or past 5,000 (point, video) pairs in a run one bootstrap over
+CIs are `stats.score_interval`, or past 5,000 (point, video) pairs in a run one bootstrap over
 its videos shared by all its points (as the leaderboard does). Files are read once each."""
 
 from __future__ import annotations
@@ -29,10 +29,10 @@ from typing import Any, Hashable, Iterable, Mapping, NamedTuple, Sequence, cast
 
 import numpy as np
 
-from .results import ensure_scored
+from .score import ensure_scored
 from .runfolder import iter_scores
 from .registry import load_tasks
-from .scoring import normal_interval, score_interval, video_bootstrap, wilson_interval
+from .stats import normal_interval, score_interval, video_bootstrap, wilson_interval
 from .testset import iter_samples, load_build
 
 KNOB_LEVELS, QUANTILE_BINS = 10, 4

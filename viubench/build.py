@@ -25,7 +25,7 @@ from .clips import read_clips
 from .media import MediaStore
 from .registry import load_tasks
 from .render import FramePaths, make_record
-from .sample import append_jsonl, canonical_json, derive_rng, read_jsonl, truncate_lines
+from .records import append_jsonl, canonical_json, derive_rng, read_jsonl, truncate_lines
 from .task import Clip, DonorSource, Task, TaskSkip
 from .video import FrameProtocol, VideoError
 

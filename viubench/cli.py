@@ -66,7 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     score.add_argument("rundir")
     score.add_argument("--testset", help="where the test set is now (default: as recorded)")
 
-    from .publish import add_parsers
+    from .cli_report import add_parsers
 
     add_parsers(commands)
 
@@ -184,13 +184,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .evaluate import eval_command
+    from .cli_eval import eval_command
 
     return eval_command(args)
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from .results import format_results, score_run
+    from .score import format_results, score_run
 
     results = score_run(args.rundir, args.testset)
     print(format_results(results))
@@ -224,16 +224,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args.out, args.workers)
 
 
-def cmd_publish(args: argparse.Namespace) -> int:
-    from . import publish
+def cmd_report(args: argparse.Namespace) -> int:
+    from . import cli_report
 
-    handler = {"leaderboard": publish.leaderboard_command, "compare": publish.compare_command,
-               "analyze": publish.analyze_command}[args.command]
+    handler = {"leaderboard": cli_report.leaderboard_command, "compare": cli_report.compare_command,
+               "analyze": cli_report.analyze_command}[args.command]
     return handler(args)
 
 
 COMMANDS = {"build": cmd_build, "verify": cmd_verify, "eval": cmd_eval, "score": cmd_score,
-            "leaderboard": cmd_publish, "compare": cmd_publish, "analyze": cmd_publish,
+            "leaderboard": cmd_report, "compare": cmd_report, "analyze": cmd_report,
             "list": cmd_list, "demo": cmd_demo}
 
 

@@ -8,7 +8,7 @@ from typing import Iterable
 
 import numpy as np
 
-from .sample import file_hash
+from .records import file_hash
 from .task import Clip
 from .video import (FrameCountMismatch, FrameProtocol, VideoError, VideoInfo, choose_backend,
                     decode, probe)

@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .leaderboard import RunScores, cell_estimates, composite_weights, layout
-from .results import ensure_scored
+from .score import ensure_scored
 from .runfolder import iter_scores
 from .registry import load_tasks
 

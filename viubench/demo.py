@@ -11,7 +11,7 @@ from .build import BuildSpec, build
 from .adapters import create, parse_spec
 from .progress import RunProgress, VideoProgress
 from .registry import load_tasks, select
-from .results import format_results, score_run
+from .score import format_results, score_run
 from .runner import GenerationSettings, RunOptions, run_eval
 from .testset import iter_samples, verify
 
@@ -55,7 +55,7 @@ def publish_demo(out: str, rundirs: list[str], labels: list[str]) -> None:
     from .analysis import analyze
     from .html_report import write_html, write_pngs
     from .leaderboard import build_leaderboard, markdown_table, write_csv
-    from .publish import reported_rows
+    from .cli_report import reported_rows
 
     columns, rows = build_leaderboard(rundirs, labels)
     rows += reported_rows(None, "viubench")   # the paper's rows (no MVP columns)

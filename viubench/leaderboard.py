@@ -16,9 +16,9 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from .registry import load_tasks, suites
-from .results import ensure_scored
+from .score import ensure_scored
 from .runfolder import iter_scores
-from .scoring import video_bootstrap, wilson_interval
+from .stats import video_bootstrap, wilson_interval
 from .task import Task
 
 OVERALL = "Overall"

@@ -7,7 +7,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from .media import clean_key
-from .sample import digest, sample_id
+from .records import digest, sample_id
 from .task import Clip, DonorSource, FrameRef, ImagePart, Part, Task, TextPart, VideoPart
 
 FrameSink = Callable[[np.ndarray, str, str], str]   # (frame, video hash, file key) -> media path

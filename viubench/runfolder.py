@@ -20,7 +20,7 @@ import time
 from typing import Any, Iterator, Mapping, Sequence, TypedDict
 
 from . import __version__
-from .sample import append_jsonl, file_hash, read_jsonl
+from .records import append_jsonl, file_hash, read_jsonl
 from .testset import SAMPLES, load_build
 
 PREDICTIONS, SCORES, RESULTS = "predictions.jsonl", "scores.jsonl", "results.json"
@@ -140,7 +140,7 @@ def write_score(handle: Any, record: ScoreRecord) -> None:
 
 
 def iter_scores(rundir: str) -> Iterator[dict[str, Any]]:
-    """Score records of a run (`sample.read_jsonl`: the one JSONL reader)."""
+    """Score records of a run (`records.read_jsonl`: the one JSONL reader)."""
     return read_jsonl(os.path.join(rundir, SCORES))
 
 

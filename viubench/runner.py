@@ -22,7 +22,7 @@ from .adapters import (Adapter, AdapterAbort, AdapterSpec, Request, Response, ba
 from .retry import RetryPolicy
 from .runfolder import (PREDICTIONS, differing_settings, latest, make_header, prediction_record,
                         read_run, run_scope, scope_record)
-from .sample import append_jsonl, truncate_lines
+from .records import append_jsonl, truncate_lines
 from .testset import iter_samples
 
 @dataclass(frozen=True)

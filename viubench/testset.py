@@ -14,7 +14,7 @@ from .clips import read_clips
 from .media import MediaStore
 from .registry import load_tasks
 from .render import FramePaths, make_record
-from .sample import read_jsonl
+from .records import read_jsonl
 from .task import TaskSkip
 from .video import VideoError
 

@@ -20,8 +20,8 @@ from .answers import LENIENT, STRICT
 from .registry import load_tasks
 from .runfolder import (ScoreRecord, latest, predictions_hash, read_run, run_scope,
                         scores_writer, stale_reason, write_results, write_score)
-from .sample import file_hash
-from .scoring import score_interval
+from .records import file_hash
+from .stats import score_interval
 from .task import Parsed, Task
 from .testset import SAMPLES, iter_samples, load_build
 
@@ -119,7 +119,7 @@ def _in_scope(testset: str, limit: int | None) -> Iterator[dict[str, Any]]:
 
 
 def summarize(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """Metric (x100) with n and a 95% CI (`scoring.score_interval`), plus failure counts."""
+    """Metric (x100) with n and a 95% CI (`stats.score_interval`), plus failure counts."""
     scores = [row["score"] for row in rows]
     videos = [row["video"] for row in rows]
     low, high = score_interval(scores, videos)

@@ -10,7 +10,7 @@ from typing import Sequence
 
 from .adapters import AdapterAbort, AdapterSpec, create, parse_spec
 from .progress import RunProgress
-from .results import format_results, score_run
+from .score import format_results, score_run
 from .retry import RetryPolicy
 from .runner import GenerationSettings, RunAborted, RunOptions, run_eval
 
