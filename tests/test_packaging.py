@@ -67,3 +67,17 @@ def test_a_built_wheel_puts_the_papers_rows_on_the_leaderboard(viubench_testset,
     with open(out, encoding="utf-8") as handle:
         models = [row["model"] for row in csv.DictReader(handle)]
     assert models[0] == "random" and "GPT-5" in models and len(models) == 15
+
+
+def test_the_public_api_resolves_and_import_stays_light():
+    import subprocess
+    import sys
+
+    import viubench
+
+    for name in viubench.__all__:
+        assert getattr(viubench, name) is not None, name
+    probe = ("import sys, viubench; heavy = {'numpy', 'av', 'torch', 'PIL'} & set(sys.modules);"
+             " print(sorted(heavy))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert done.stdout.strip() == "[]", done.stdout + done.stderr
