@@ -39,7 +39,8 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _videos  # noqa: E402
 
-from viubench.build import BUILD, VIDEOS, BuildSpec, build, discover  # noqa: E402
+from viubench.build import BuildSpec, build, discover  # noqa: E402
+from viubench.testset import BUILD, VIDEOS  # noqa: E402
 from viubench.registry import load_tasks, select  # noqa: E402
 from viubench.video import DECORD_CODECS, FrameProtocol, VideoError, decode, probe  # noqa: E402
 

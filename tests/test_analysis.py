@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from viubench.adapters import Response, create, parse_spec
-from viubench.analysis import _knobs, _levels, _shared_intervals, analyze
+from viubench.analysis import sample_knobs, _levels, _shared_intervals, analyze
 from viubench.runner import GenerationSettings, RunOptions, run_eval
 from viubench.stats import score_interval
 
@@ -203,7 +203,7 @@ def test_levels_bin_many_numbers_into_quantiles_and_keep_few_or_text_as_is():
     assert _levels([8, 9, 9, 16])[1] == ["8", "9", "16"]
     assert _levels(["mirror", "shuffle", "mirror"])[1] == ["mirror", "shuffle"]
     sample = {"video": {"duration": 4.004, "width": 176, "height": 144}}
-    assert _knobs(object(), sample) == {"duration_s": 4.0, "megapixels": 0.025}
+    assert sample_knobs(object(), sample) == {"duration_s": 4.0, "megapixels": 0.025}
 
 
 def test_shared_bootstrap_agrees_with_score_interval():
@@ -215,3 +215,20 @@ def test_shared_bootstrap_agrees_with_score_interval():
     for key, (values, clusters) in groups.items():
         assert shared[key] == pytest.approx(score_interval(values, clusters), abs=0.015)
     assert _shared_intervals({"c": ([1.0] * 30, videos[:30])})["c"][0] > 0.85   # Wilson
+
+
+def test_analyze_a_builtin_test_set(viubench_testset, tmp_path):
+    import csv
+
+    from viubench.testset_analysis import analyze_testset
+
+    variants, knobs = analyze_testset(viubench_testset, str(tmp_path))
+    rows = {r["variant"]: r for r in csv.DictReader(open(variants, encoding="utf-8"))}
+    assert len(rows) == 9 and sum(int(r["samples"]) for r in rows.values()) == 36
+    for key, row in rows.items():
+        assert 0 <= float(row["chance"]) <= 100 and row["prior"] != "", key
+    # one sample per video, four videos: jigsaw's prior (one fixed order) is right at most
+    # as often as that order was drawn
+    assert float(rows["temporal_jigsaw:easy"]["prior"]) <= 25
+    levels = list(csv.DictReader(open(knobs, encoding="utf-8")))
+    assert {r["task"] for r in levels} >= {"object_counting", "temporal_jigsaw"}

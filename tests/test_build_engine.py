@@ -75,7 +75,7 @@ def test_max_pixels_bounds_every_stored_frame_and_is_recorded(real_videos, tmp_p
 
     from PIL import Image
 
-    from viubench.testset import verify
+    from viubench.verify import verify
 
     out = str(tmp_path / "small")
     spec = BuildSpec(real_videos, (("object_counting", "easy"), ("temporal_jigsaw", "easy")),

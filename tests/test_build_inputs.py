@@ -15,10 +15,11 @@ import pytest
 
 import clipmaker as cm
 from helpers import TESTS
-from viubench.build import BUILD, SAMPLES, VIDEOS, BuildSpec, build
+from viubench.build import BuildSpec, build
 from viubench.media import load_frame
 from viubench.registry import load_tasks, select
-from viubench.testset import iter_samples, verify
+from viubench.testset import BUILD, SAMPLES, VIDEOS, iter_samples
+from viubench.verify import verify
 
 # Tasks of the build over every codec (the CLI gets the same filters, so the specs are equal).
 FILTERS = ["anomaly_grounding:mirror", "anomaly_grounding:shuffle", "anomaly_grounding:swap",

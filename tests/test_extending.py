@@ -139,6 +139,21 @@ def test_the_user_adapter_then_leaderboard_compare_and_analyze(run, testset, use
     assert 40 < float(random_row["chance"]) < 60
 
 
+def test_analyze_reads_a_test_set_before_any_model_runs(run, testset, user_folder):
+    run("analyze", "--testset", "ts", "--task-module", TASK, "--out", "ts-analysis")
+    with open(user_folder / "ts-analysis" / "testset_variants.csv", encoding="utf-8") as handle:
+        (row,) = list(csv.DictReader(handle))
+    answers = [s["answer"] for s in samples_of(testset)]
+    forwards = answers.count("forwards") / len(answers)
+    assert row["variant"] == "playback_direction:default" and int(row["samples"]) == 24
+    assert float(row["prior"]) == pytest.approx(100 * forwards, abs=0.01)
+    assert float(row["top_answer_share"]) == pytest.approx(100 * max(forwards, 1 - forwards),
+                                                           abs=0.01)
+    assert 30 < float(row["chance"]) < 70
+    both = run("analyze", "runs/random", "--testset", "ts", "--out", "x", ok=False)
+    assert both.returncode == 2 and "not both or neither" in both.stderr
+
+
 def test_a_user_task_of_a_builtin_name_warns(run, user_folder):
     (user_folder / "shadow.py").write_text(
         "from my_task import PlaybackDirection\n\n\n"

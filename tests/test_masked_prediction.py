@@ -22,7 +22,8 @@ from viubench.clips import read_clips
 from viubench.media import MediaStore, clean_key
 from viubench.registry import load_tasks
 from viubench.task import Parsed
-from viubench.testset import load_build, verify
+from viubench.testset import load_build
+from viubench.verify import verify
 from viubench.video import FrameProtocol, VideoError
 
 from viubench.tasks.frame_similarity import similarity

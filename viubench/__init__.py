@@ -18,7 +18,7 @@ __version__ = "0.1.0"
 _EXPORTS: dict[str, tuple[str, str]] = {
     # build
     "BuildSpec": ("build", "BuildSpec"), "build_testset": ("build", "build"),
-    "verify": ("testset", "verify"), "iter_samples": ("testset", "iter_samples"),
+    "verify": ("verify", "verify"), "iter_samples": ("testset", "iter_samples"),
     "load_tasks": ("registry", "load_tasks"),
     # the task contract
     "BaseTask": ("task", "BaseTask"), "Task": ("task", "Task"), "Variant": ("task", "Variant"),

@@ -74,12 +74,12 @@ def analyze(rundirs: Sequence[str], out: str, labels: Sequence[str] = ()) -> lis
     knob_rows, item_rows = _knob_rows(runs, items), _item_rows(runs, items, common)
     variant_rows, solved_rows = _audit(runs, items, common)
     stats = ["n", "score", "ci_low", "ci_high"]
-    _write_csv(paths[0], knob_rows, ["task", "knob", "level", "run", *stats, "videos"])
-    _write_csv(paths[2], item_rows, ["id", "task", "variant", "video", "mean_score", "flag",
+    write_csv_rows(paths[0], knob_rows, ["task", "knob", "level", "run", *stats, "videos"])
+    write_csv_rows(paths[2], item_rows, ["id", "task", "variant", "video", "mean_score", "flag",
                                      *(f"score[{run.label}]" for run in runs)])
-    _write_csv(paths[4], variant_rows, ["task", "variant", "run", "adapter", "role", *stats,
+    write_csv_rows(paths[4], variant_rows, ["task", "variant", "run", "adapter", "role", *stats,
                                         "chance", "solved_items", "flag"])
-    _write_csv(paths[5], solved_rows, ["run", "task", "variant", "id", "video", "score",
+    write_csv_rows(paths[5], solved_rows, ["run", "task", "variant", "id", "video", "score",
                                        "chance", "margin", "variant_flag"])
     _plot_knobs(knob_rows, [run.label for run in runs], paths[1])
     _plot_items(item_rows, paths[3])
@@ -117,15 +117,15 @@ def _load_items(runs: Sequence[_Run], common: set[str]) -> dict[str, _Item]:
             if sid in common and hasattr(task, "random_answer"):
                 # floor(quota), or one more with probability its fraction (by the id's hash)
                 draws = max(int(quota + zlib.crc32(sid.encode()) / 2 ** 32), int(key not in drawn))
-                chance = _chance_total(task, sample, draws) if draws else 0.0
+                chance = chance_total(task, sample, draws) if draws else 0.0
                 total, draws = (0.0, 0) if chance is None else (chance, draws)
                 drawn.add(key)
             items[sid] = _Item(sample["task"], sample["variant"], sample["video"]["hash"],
-                               _knobs(task, sample), total, draws)
+                               sample_knobs(task, sample), total, draws)
     return items
 
 
-def _knobs(task: Any, sample: Mapping[str, Any]) -> dict[str, Any]:
+def sample_knobs(task: Any, sample: Mapping[str, Any]) -> dict[str, Any]:
     """The task's own knobs (if it declares `knobs`), then the engine's."""
     method = getattr(task, "knobs", None)
     found = dict(method(sample)) if callable(method) else {}
@@ -134,7 +134,7 @@ def _knobs(task: Any, sample: Mapping[str, Any]) -> dict[str, Any]:
             "megapixels": round(video["width"] * video["height"] / 1e6, 3)}
 
 
-def _chance_total(task: Any, sample: Mapping[str, Any], draws: int) -> float | None:
+def chance_total(task: Any, sample: Mapping[str, Any], draws: int) -> float | None:
     """Total score of `draws` random answers to one sample (generator seeded by its id); None
     when the task offers no random answer."""
     rng = random.Random(f"viubench-chance:{sample['id']}")
@@ -322,7 +322,7 @@ def _pct(value: float) -> float:
     return round(100 * value, 2)
 
 
-def _write_csv(path: str, rows: Sequence[Mapping[str, Any]], fields: Sequence[str]) -> None:
+def write_csv_rows(path: str, rows: Sequence[Mapping[str, Any]], fields: Sequence[str]) -> None:
     with open(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()

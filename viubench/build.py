@@ -1,11 +1,6 @@
 """Videos x task variants -> a test set folder (streaming, parallel, resumable, deterministic).
 
-Layout of a test set:
-  samples.jsonl  one record per sample, in video order then selection order
-  videos.jsonl   one record per processed video (ok or skipped, counts, reasons, timings)
-  media/         JPEG frames, one folder per source video, each frame written once
-  build.json     tool version, build spec, counts, per-variant summary (videos that yielded
-                 samples, top skip reasons), skipped videos, timings, status
+The folder's layout and readers are `viubench.testset`'s.
 """
 
 from __future__ import annotations
@@ -27,9 +22,9 @@ from .registry import load_tasks
 from .render import FramePaths, make_record
 from .records import append_jsonl, canonical_json, derive_rng, read_jsonl, truncate_lines
 from .task import Clip, DonorSource, Task, TaskSkip
+from .testset import BUILD, SAMPLES, VIDEOS
 from .video import FrameProtocol, VideoError
 
-SAMPLES, VIDEOS, BUILD = "samples.jsonl", "videos.jsonl", "build.json"
 
 
 @dataclass(frozen=True)

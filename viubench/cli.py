@@ -171,7 +171,8 @@ def _variant_line(entry: dict) -> str:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from .progress import SampleProgress
-    from .testset import iter_samples, verify
+    from .testset import iter_samples
+    from .verify import verify
 
     with SampleProgress(args.testset) as progress:
         progress.start(sum(1 for _ in iter_samples(args.testset)), 0)

@@ -32,7 +32,11 @@ def add_parsers(commands: Any) -> None:
                          help="a user task whose columns and suites to compare (repeatable)")
 
     analyze = commands.add_parser("analyze", help="difficulty analyses and a shortcut audit")
-    analyze.add_argument("rundirs", nargs="+", metavar="RUNDIR")
+    analyze.add_argument("rundirs", nargs="*", metavar="RUNDIR")
+    analyze.add_argument("--testset", help="analyse a test set itself (answer distribution,"
+                                           " chance, prior, difficulty mix), without runs")
+    analyze.add_argument("--task-module", action="append", default=[], metavar="MODULE:ATTR",
+                         help="a user task of the test set (with --testset)")
     analyze.add_argument("--out", required=True)
     analyze.add_argument("--label", action="append", default=[])
 
@@ -84,7 +88,12 @@ def compare_command(args: argparse.Namespace) -> int:
 
 def analyze_command(args: argparse.Namespace) -> int:
     from .analysis import analyze
+    from .testset_analysis import analyze_testset
 
-    for path in analyze(args.rundirs, args.out, args.label):
+    if bool(args.testset) == bool(args.rundirs):
+        raise ValueError("analyze takes run folders or --testset TESTSET, not both or neither")
+    paths = (analyze_testset(args.testset, args.out, args.task_module) if args.testset
+             else analyze(args.rundirs, args.out, args.label))
+    for path in paths:
         print(f"wrote {path}")
     return 0

@@ -13,7 +13,8 @@ from .progress import RunProgress, VideoProgress
 from .registry import load_tasks, select
 from .score import format_results, score_run
 from .runner import GenerationSettings, RunOptions, run_eval
-from .testset import iter_samples, verify
+from .testset import iter_samples
+from .verify import verify
 
 
 def bundled_videos() -> str:

@@ -66,9 +66,7 @@ def requests_of(testset: str, generation: GenerationSettings,
                 limit: int | None) -> Iterator[Request]:
     """One request per sample, in test-set order, media paths made absolute."""
     root = os.path.abspath(testset)
-    for number, record in enumerate(iter_samples(testset)):
-        if limit is not None and number >= limit:
-            return
+    for record in iter_samples(testset, limit):
         parts = tuple(_absolute(part, root) for part in record["prompt"])
         yield Request(record["id"], record["task"], record["variant"], parts,
                       generation.tokens_for(record["task"]), record["frames"],
@@ -105,7 +103,8 @@ def run_eval(testset: str, spec: AdapterSpec, adapter: Adapter, rundir: str,
     # prompts of 48 frame paths each. The first pass only counts what is left to ask.
     todo = (r for r in requests_of(testset, generation, options.limit) if r.id not in done)
     if observer:
-        remaining = sum(i not in done for i in _scope_ids(testset, options.limit))
+        scope = iter_samples(testset, options.limit)
+        remaining = sum(record["id"] not in done for record in scope)
         observer.start(remaining, len(done))
     with open(path, "a", encoding="utf-8") as handle:
         if old_header is None:
@@ -135,10 +134,6 @@ class _Writer:
             self.counts["answered" if response.ok else "errors"] += 1
             if self.observer:
                 self.observer.update(record)
-
-
-def _scope_ids(testset: str, limit: int | None) -> Iterator[str]:
-    return itertools.islice((record["id"] for record in iter_samples(testset)), limit)
 
 
 def _batches(requests: Iterator[Request], size: int) -> Iterator[list[Request]]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections import defaultdict
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from . import __version__
 from .answers import LENIENT, STRICT
@@ -82,7 +82,7 @@ def score_run(rundir: str, testset: str | None = None) -> dict[str, Any]:
     answers = latest(predictions)
     groups: dict[str, list[ScoreRecord]] = defaultdict(list)
     with scores_writer(rundir) as handle:
-        for sample in _in_scope(testset, run_scope(predictions)):
+        for sample in iter_samples(testset, run_scope(predictions)):
             scored = sample_score(tasks[sample["task"]], sample, answers.get(sample["id"]))
             write_score(handle, scored)
             groups[f"{sample['task']}:{sample['variant']}"].append(scored)
@@ -109,13 +109,6 @@ def ensure_scored(rundir: str) -> dict[str, Any]:
         warnings.warn(f"scoring {rundir}: {reason}", UserWarning, stacklevel=2)
         score_run(rundir)
     return header
-
-
-def _in_scope(testset: str, limit: int | None) -> Iterator[dict[str, Any]]:
-    for number, sample in enumerate(iter_samples(testset)):
-        if limit is not None and number >= limit:
-            return
-        yield sample
 
 
 def summarize(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:

@@ -1,0 +1,104 @@
+"""`viubench verify`: re-derive every sample of a test set from its draws and source video."""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import os
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from .build import BuildSpec, Donors
+from .clips import read_clips
+from .media import MediaStore
+from .registry import load_tasks
+from .render import FramePaths, make_record
+from .task import TaskSkip
+from .testset import iter_samples, load_build
+from .video import VideoError
+
+
+@dataclass
+class Verification:
+    checked: int = 0
+    videos: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def verify(testset: str, videos: str | None = None,
+           on_sample: Callable[[], None] | None = None) -> Verification:
+    """Re-derive every sample from its recorded draws and the source video; list mismatches.
+
+    The frames are decoded again with the backend the sample records, each sample is rendered
+    from its draws, and the whole record (answer, prompt, media paths, id) must be identical;
+    every media file must hold exactly the re-derived frame.
+    """
+    build = load_build(testset)
+    spec_json = dict(build["spec"], videos=os.path.abspath(videos or build["spec"]["videos"]))
+    spec = BuildSpec(**{**spec_json, "selection": tuple(map(tuple, spec_json["selection"])),
+                        "extra_tasks": tuple(spec_json["extra_tasks"])})
+    tasks = load_tasks(spec.extra_tasks)
+    store = MediaStore(testset)
+    result = Verification()
+    seen_ids: set[str] = set()
+    for path, group in itertools.groupby(iter_samples(testset), key=lambda r: r["video"]["path"]):
+        result.videos += 1
+        records = list(group)
+        problems = _verify_video(spec, tasks, store, path, records, seen_ids)
+        result.problems += problems
+        result.checked += len(records)
+        if on_sample:
+            for _ in records:
+                on_sample()
+    return result
+
+
+def _verify_video(spec: BuildSpec, tasks, store: MediaStore, path: str,
+                  records: list[dict[str, Any]], seen_ids: set[str]) -> list[str]:
+    problems: list[str] = []
+    by_backend = {r["frames"]["backend"] for r in records}
+    protocols = [spec.protocol(tasks[r["task"]]) for r in records]
+    try:
+        clips = {b: read_clips(spec.videos, path, protocols, b) for b in by_backend}
+    except (VideoError, OSError) as error:
+        return [f"{path}: cannot re-read the source video: {error}"]
+    for record in records:
+        label = f"sample {record['id']} ({record['task']}:{record['variant']}, {path})"
+        if record["id"] in seen_ids:
+            problems.append(f"{label}: duplicate id")
+        seen_ids.add(record["id"])
+        task = tasks[record["task"]]
+        if record.get("version") != task.version:
+            problems.append(f"{label}: built by {record['task']} version"
+                            f" {record.get('version')}, this viubench has version {task.version}:"
+                            " rebuild the test set to verify it")
+            continue
+        clip = clips[record["frames"]["backend"]][spec.protocol(task)]
+        if clip.video_hash != record["video"]["hash"]:
+            problems.append(f"{label}: the source video's content changed")
+            continue
+        media_problems: list[str] = []
+        paths = FramePaths(clip, functools.partial(_checked, store, problems=media_problems))
+        donors = Donors(spec, spec.protocol(task), [])
+        try:
+            again = make_record(task, record["variant"], clip, record["draws"], record["seed"],
+                                record["replica"], donors.source, paths)
+        except (TaskSkip, VideoError) as error:
+            problems.append(f"{label}: cannot re-derive: {error}")
+            continue
+        problems += [f"{label}: {p}" for p in dict.fromkeys(media_problems)]
+        problems += [f"{label}: recorded {key} differs from the re-derived one"
+                     for key in sorted(set(record) | set(again))
+                     if record.get(key) != again.get(key)]
+    return problems
+
+
+def _checked(store: MediaStore, frame, group: str, key: str, problems: list[str]) -> str:
+    rel, problem = store.check(frame, group, key)
+    if problem:
+        problems.append(problem)
+    return rel
