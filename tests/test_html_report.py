@@ -146,3 +146,16 @@ def test_the_explanation_says_what_overall_averages() -> None:
     text = explanation_html(both, [])
     assert "the first suite's 9 sub-columns (the other 2 are not in it)" in text
     assert "of all 11" not in text
+
+
+def test_a_value_rounded_outside_its_ci_still_plots(board) -> None:
+    """A CSV rounds value and CI apart (10.44 [10.45, 12.0] prints 10.4 [10.5, 12.0]): the
+    error bar is cut at zero length instead of Matplotlib refusing the whole plot."""
+    from viubench.html_report import plot_cells
+
+    columns, rows = board
+    row = dict(next(r for r in rows if r.get("source") == "measured"))
+    name = cell_names(columns)[0]
+    row[name], row[f"{name} ci_low"], row[f"{name} ci_high"] = 10.4, 10.5, 12.0
+    png = plot_cells([row], columns)
+    assert Image.open(io.BytesIO(png)).format == "PNG"

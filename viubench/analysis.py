@@ -343,7 +343,9 @@ def _errorbars(axes: Any, x: Sequence[float], rows: Sequence[Mapping[str, Any]],
                **style: Any) -> None:
     y = np.array([row["score"] for row in rows], dtype=float)
     low, high = (np.array([row[k] for row in rows], dtype=float) for k in ("ci_low", "ci_high"))
-    axes.errorbar(x, y, yerr=[y - low, high - y], capsize=3, **style)
+    # clipped at 0: a value rounded outside its CI must not stop the plot
+    axes.errorbar(x, y, yerr=[np.maximum(0, y - low), np.maximum(0, high - y)], capsize=3,
+                  **style)
 
 
 def _plot_knobs(rows: Sequence[Mapping[str, Any]], runs: Sequence[str], path: str) -> None:

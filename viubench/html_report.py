@@ -102,9 +102,10 @@ def _png(figure: Any) -> bytes:
 
 
 def _yerr(cells: Sequence[Cell]) -> tuple[list[float], list[float]]:
-    """Asymmetric error bar lengths; 0 where a CI is missing."""
-    below = [v - lo if v is not None and lo is not None else 0.0 for v, lo, _ in cells]
-    above = [hi - v if v is not None and hi is not None else 0.0 for v, _, hi in cells]
+    """Asymmetric error bar lengths; 0 where a CI is missing, or where rounding put the value
+    outside its printed CI (Matplotlib refuses negative lengths)."""
+    below = [max(0.0, v - lo) if v is not None and lo is not None else 0.0 for v, lo, _ in cells]
+    above = [max(0.0, hi - v) if v is not None and hi is not None else 0.0 for v, _, hi in cells]
     return below, above
 
 
