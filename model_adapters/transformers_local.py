@@ -240,16 +240,13 @@ class TransformersLocal:
         prompt = Prompt([*request.system_messages(as_parts=True),
                          {"role": "user", "content": content}])
         for part in request.parts:
-            kind = part["type"]
-            if kind == "text":
+            if part["type"] == "text":
                 content.append({"type": "text", "text": part["text"]})
-            elif kind == "image":
+            elif part["type"] == "image":
                 content.append({"type": "image"})
                 prompt.images.append(_rgb(part["image"]))
-            elif kind == "video":
-                self._add_video(part, content, prompt)
             else:
-                raise ValueError(f"unknown prompt part type {kind!r}")
+                self._add_video(part, content, prompt)
         return prompt
 
     def _add_video(self, part: Any, content: list[dict[str, Any]], prompt: Prompt) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import os
 import signal
 import subprocess
@@ -282,3 +283,22 @@ def test_request_text_only_drops_media():
                                       {"type": "image", "image": "/f.jpg"},
                                       {"type": "video", "fps": 1.0, "frames": ["/f.jpg"]}), 8)
     assert [p["type"] for p in request.text_only().parts] == ["text"]
+
+
+def test_a_malformed_prompt_part_is_one_error_line_naming_the_sample(viubench_testset,
+                                                                       tmp_path):
+    copy = str(tmp_path / "ts")
+    shutil.copytree(viubench_testset, copy)
+    path = os.path.join(copy, "samples.jsonl")
+    lines = open(path).read().splitlines()
+    first = json.loads(lines[0])
+    first["prompt"][0]["type"] = "audio"
+    lines[0] = json.dumps(first)
+    open(path, "w").write("\n".join(lines) + "\n")
+    done = viubench("eval", "--testset", copy, "--model", "random", "--out",
+                    str(tmp_path / "run"))
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert f"sample {first['id']}: a malformed prompt part" in done.stderr
+    assert "unknown prompt part type 'audio'" in done.stderr
+    errors = [line for line in done.stderr.splitlines() if "error" in line]
+    assert len(errors) == 1 and errors[0].startswith("viubench eval: error:")

@@ -25,7 +25,7 @@ import re
 import shlex
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
-from typing import Any, Callable, Mapping, Protocol, Sequence
+from typing import Any, Callable, Literal, Mapping, Protocol, Sequence, TypedDict, Union
 
 from .registry import import_user_module, load_object, shadowed
 
@@ -33,6 +33,25 @@ ENTRY_POINT_GROUP = "viubench.adapters"
 ERROR_KINDS = ("transient", "rate_limit", "fatal")
 SECRET_WORDS = re.compile(r"key|token|secret|password|auth", re.IGNORECASE)
 REDACTED = "<redacted>"
+
+
+class TextItem(TypedDict):
+    type: Literal["text"]
+    text: str
+
+
+class ImageItem(TypedDict):
+    type: Literal["image"]
+    image: str                  # absolute path of a JPEG
+
+
+class VideoItem(TypedDict):
+    type: Literal["video"]
+    frames: list[str]           # absolute paths of JPEGs, in order (see `shown_clip`)
+    fps: float                  # frames per second of the sampled timeline
+
+
+PromptItem = Union[TextItem, ImageItem, VideoItem]   # what a request's parts are
 
 
 @dataclass(frozen=True)
@@ -46,7 +65,7 @@ class Request:
     id: str
     task: str
     variant: str
-    parts: tuple[Mapping[str, Any], ...]
+    parts: tuple[PromptItem, ...]
     max_new_tokens: int
     timeline: Mapping[str, Any] = field(default_factory=dict)
     system: str | None = None      # the sample's system instruction, sent as a system message

@@ -17,8 +17,8 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping, Protocol, Sequence
 
-from .adapters import (Adapter, AdapterAbort, AdapterSpec, Request, Response, batching,
-                       failed)
+from .adapters import (Adapter, AdapterAbort, AdapterSpec, PromptItem, Request, Response,
+                       batching, failed)
 from .retry import RetryPolicy
 from .runfolder import (PREDICTIONS, differing_settings, latest, make_header, prediction_record,
                         read_run, run_scope, scope_record)
@@ -67,18 +67,27 @@ def requests_of(testset: str, generation: GenerationSettings,
     """One request per sample, in test-set order, media paths made absolute."""
     root = os.path.abspath(testset)
     for record in iter_samples(testset, limit):
-        parts = tuple(_absolute(part, root) for part in record["prompt"])
+        try:
+            parts = tuple(prompt_item(part, root) for part in record["prompt"])
+        except (KeyError, TypeError, ValueError) as error:
+            raise ValueError(f"{testset}: sample {record.get('id')}: a malformed prompt part"
+                             f" ({type(error).__name__}: {error})") from None
         yield Request(record["id"], record["task"], record["variant"], parts,
                       generation.tokens_for(record["task"]), record["frames"],
                       record.get("system"))
 
 
-def _absolute(part: Mapping[str, Any], root: str) -> dict[str, Any]:
+def prompt_item(part: Mapping[str, Any], root: str) -> PromptItem:
+    """A stored prompt part as the typed part adapters receive, media paths made absolute;
+    ValueError for a part of no known type."""
+    if part["type"] == "text":
+        return {"type": "text", "text": str(part["text"])}
     if part["type"] == "image":
-        return {**part, "image": os.path.join(root, part["image"])}
+        return {"type": "image", "image": os.path.join(root, str(part["image"]))}
     if part["type"] == "video":
-        return {**part, "frames": [os.path.join(root, f) for f in part["frames"]]}
-    return dict(part)
+        return {"type": "video", "frames": [os.path.join(root, str(f)) for f in part["frames"]],
+                "fps": float(part["fps"])}
+    raise ValueError(f"unknown prompt part type {part['type']!r}")
 
 
 def run_eval(testset: str, spec: AdapterSpec, adapter: Adapter, rundir: str,
