@@ -19,7 +19,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     # build
     "BuildSpec": ("build", "BuildSpec"), "build_testset": ("build", "build"),
     "verify": ("verify", "verify"), "iter_samples": ("testset", "iter_samples"),
-    "load_tasks": ("registry", "load_tasks"),
+    "load_tasks": ("registry", "load_tasks"), "SampleRecord": ("testset", "SampleRecord"),
     # the task contract
     "BaseTask": ("task", "BaseTask"), "Task": ("task", "Task"), "Variant": ("task", "Variant"),
     "Rendered": ("task", "Rendered"), "Parsed": ("task", "Parsed"),
@@ -35,6 +35,10 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "GenerationSettings": ("runner", "GenerationSettings"),
     "RunOptions": ("runner", "RunOptions"), "run_eval": ("runner", "run_eval"),
     "RetryPolicy": ("retry", "RetryPolicy"), "read_run": ("runfolder", "read_run"),
+    "PredictionRecord": ("runfolder", "PredictionRecord"),
+    "ScoreRecord": ("runfolder", "ScoreRecord"),
+    "TextItem": ("adapters", "TextItem"), "ImageItem": ("adapters", "ImageItem"),
+    "VideoItem": ("adapters", "VideoItem"),
     # score and report
     "score_run": ("score", "score_run"), "iter_scores": ("runfolder", "iter_scores"),
     "build_leaderboard": ("leaderboard", "build_leaderboard"),

@@ -15,11 +15,30 @@ from __future__ import annotations
 import itertools
 import json
 import os
-from typing import Any, Iterator
+from typing import Any, Iterator, TypedDict
 
 from .records import read_jsonl
 
 SAMPLES, VIDEOS, BUILD = "samples.jsonl", "videos.jsonl", "build.json"
+
+
+class SampleRecord(TypedDict):
+    """One line of samples.jsonl (written by `viubench.render.make_record`)."""
+
+    id: str                     # hash of everything below but the prompt text's media paths
+    task: str
+    variant: str
+    difficulty: str
+    version: str                # the task's version that built it
+    video: dict[str, Any]       # path (relative), hash, duration, fps, frame_count, size, codec
+    frames: dict[str, Any]      # indices, backend, size, sample_fps, pixel_bounds (the timeline)
+    seed: int
+    replica: int
+    draws: dict[str, Any]       # the task's random choices: with the video, they fix the sample
+    prompt: list[dict[str, Any]]   # parts: text, image (one JPEG), video (JPEGs + fps)
+    answer: str
+    system: str | None
+    prompt_set: str
 
 
 def load_build(testset: str) -> dict[str, Any]:
@@ -30,6 +49,7 @@ def load_build(testset: str) -> dict[str, Any]:
         return json.load(handle)
 
 
-def iter_samples(testset: str, limit: int | None = None) -> Iterator[dict[str, Any]]:
+def iter_samples(testset: str, limit: int | None = None) -> Iterator[SampleRecord]:
     """Sample records in file order; with `limit`, the first `limit` (a run's scope)."""
-    return itertools.islice(read_jsonl(os.path.join(testset, SAMPLES)), limit)
+    records: Iterator[Any] = read_jsonl(os.path.join(testset, SAMPLES))
+    return itertools.islice(records, limit)

@@ -6,7 +6,7 @@ import functools
 import itertools
 import os
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Callable
 
 from .build import BuildSpec, Donors
 from .clips import read_clips
@@ -14,7 +14,7 @@ from .media import MediaStore
 from .registry import load_tasks
 from .render import FramePaths, make_record
 from .task import TaskSkip
-from .testset import iter_samples, load_build
+from .testset import SampleRecord, iter_samples, load_build
 from .video import VideoError
 
 
@@ -58,7 +58,7 @@ def verify(testset: str, videos: str | None = None,
 
 
 def _verify_video(spec: BuildSpec, tasks, store: MediaStore, path: str,
-                  records: list[dict[str, Any]], seen_ids: set[str]) -> list[str]:
+                  records: list[SampleRecord], seen_ids: set[str]) -> list[str]:
     problems: list[str] = []
     by_backend = {r["frames"]["backend"] for r in records}
     protocols = [spec.protocol(tasks[r["task"]]) for r in records]
