@@ -29,6 +29,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from viubench.adapters import (AdapterAbort, Request, Response, adapter, data_url, failed,
                                frame_policy, option, shown_clip)
+from viubench.redaction import Scrubber, url_secrets
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 PLACEHOLDER_KEY = "EMPTY"       # what local servers (vLLM, SGLang) accept when they check none
@@ -145,7 +146,8 @@ class OpenAIAdapter:
         if not key and self.base_url == DEFAULT_BASE_URL:
             raise ValueError("openai adapter: no API key; set OPENAI_API_KEY or pass api_key=")
         self._key = key or PLACEHOLDER_KEY   # goes to the client only, never to a record
-        self._secret = key                   # the real key, scrubbed from error messages
+        # the key and the base URL's credentials, scrubbed from every error message
+        self._scrub = Scrubber([key, *url_secrets(self.base_url)])
         self.timeout = option("openai", "timeout", timeout, float, minimum=0)
         self.default_concurrency = option("openai", "concurrency", concurrency, int,
                                            minimum=1) or 16
@@ -248,10 +250,6 @@ class OpenAIAdapter:
             other = next(field for field in TOKEN_FIELDS if field != self.token_field)
             message += f" (this server may want token_field={other}: add it to the model spec)"
         return failed("fatal", message, **info)
-
-    def _scrub(self, text: str) -> str:
-        # Servers sometimes echo the credentials they were sent; never let them reach a file.
-        return text.replace(self._secret, "<redacted>") if self._secret else text
 
     def close(self) -> None:
         """Close the client and stop the loop thread; safe to call twice."""

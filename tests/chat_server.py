@@ -81,11 +81,15 @@ class ChatServer:
 
     def __init__(self, answer: Callable[[dict[str, Any]], str] = lambda body: "42",
                  delay: float = 0.0, lifetime: float = 120.0, keep_bodies: bool = True,
-                 unknown_fields: frozenset[str] = frozenset(), gather: int = 0) -> None:
+                 unknown_fields: frozenset[str] = frozenset(), gather: int = 0,
+                 echo_credentials: bool = False) -> None:
         self.answer, self.delay, self.lifetime = answer, delay, lifetime
         # gather=N: hold each request until N are in flight together (then answer them all)
         self.gather = threading.Barrier(gather, timeout=GATHER_TIMEOUT) if gather else None
         self.gather_timed_out = False
+        # echo_credentials: every error message repeats the Authorization header and the path
+        # with its query, as careless servers do (for the redaction tests)
+        self.echo_credentials = echo_credentials
         self.unknown_fields = unknown_fields  # request fields it refuses, as older servers do
         self.keep_bodies = keep_bodies    # False: big request bodies are parsed, not kept
         self.received: list[Received] = []
@@ -190,10 +194,13 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             body = None
         reply, seen = owner._begin(self.path, dict(self.headers.items()), body, len(raw))
+        echo = (f" (you sent {self.headers.get('Authorization')!r} to {self.path})"
+                if owner.echo_credentials else "")
         try:
             if self.path != CHAT_PATH or body is None:
                 seen.status = 404 if self.path != CHAT_PATH else 400
-                self._send(seen.status, _error("not found or not JSON", "invalid_request"))
+                self._send(seen.status, _error("not found or not JSON" + echo,
+                                               "invalid_request"))
                 return
             refused = sorted(owner.unknown_fields & set(body))
             if refused:
@@ -209,7 +216,7 @@ class _Handler(BaseHTTPRequestHandler):
             if reply.status == 200:
                 self._send(200, owner._completion(reply, body))
             else:
-                self._send(reply.status, _error(f"scripted HTTP {reply.status}",
+                self._send(reply.status, _error(f"scripted HTTP {reply.status}{echo}",
                                                 "scripted_error"), reply.headers)
         except (BrokenPipeError, ConnectionResetError):
             pass   # the client gave up (timed out) before the answer came

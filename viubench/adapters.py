@@ -21,18 +21,16 @@ import base64
 import importlib
 import inspect
 import pkgutil
-import re
 import shlex
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any, Callable, Literal, Mapping, Protocol, Sequence, TypedDict, Union
 
+from .redaction import REDACTED, is_secret_name, redact_value
 from .registry import import_user_module, load_object, shadowed
 
 ENTRY_POINT_GROUP = "viubench.adapters"
 ERROR_KINDS = ("transient", "rate_limit", "fatal")
-SECRET_WORDS = re.compile(r"key|token|secret|password|auth", re.IGNORECASE)
-REDACTED = "<redacted>"
 
 
 class TextItem(TypedDict):
@@ -155,9 +153,10 @@ class AdapterSpec:
     options: Mapping[str, str] = field(default_factory=dict)
 
     def redacted(self) -> str:
-        """The spec as text with secret-looking option values hidden (safe to store)."""
-        words = [f"{self.name}:{self.target}" if self.target else self.name]
-        words += [f"{key}={REDACTED if SECRET_WORDS.search(key) else value}"
+        """The spec as text with secrets hidden (safe to store and print): secret-named options,
+        and the credentials a URL carries (`viubench.redaction`)."""
+        words = [f"{self.name}:{redact_value(self.target)}" if self.target else self.name]
+        words += [f"{key}={REDACTED if is_secret_name(key) else redact_value(value)}"
                   for key, value in sorted(self.options.items())]
         return " ".join(words)
 
