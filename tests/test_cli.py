@@ -86,11 +86,12 @@ def test_user_task_by_module_attribute(two_videos, tmp_path):
     assert len(records) == 6 and {r["task"] for r in records} == {"playback_direction"}
     for record in records:
         assert record["answer"] == ("backwards" if record["draws"]["reversed"] else "forwards")
-    assert viubench("verify", out, env_path=TESTS).returncode == 0
+    assert viubench("verify", out, "--task-module", "user_task:TASK",
+                    env_path=TESTS).returncode == 0
     runs = [str(tmp_path / name) for name in ("forwards", "backwards")]
     for run, text in zip(runs, ("forwards", "backwards")):
         asked = viubench("eval", "--testset", out, "--model", f"constant text={text}", "--out",
-                         run, env_path=TESTS)
+                         run, "--task-module", "user_task:TASK", env_path=TESTS)
         assert asked.returncode == 0, asked.stderr
     forwards = sum(r["answer"] == "forwards" for r in records)
     # the user task's suite and columns, on the leaderboard and in compare
@@ -160,7 +161,7 @@ def test_a_task_module_in_the_current_folder_needs_no_pythonpath(two_videos, tmp
     built = run("build", "--videos", two_videos, "--out", "ts", "--suite", "direction",
                 "--task-module", "my_task:TASK", "--per-video", "1")
     assert built.returncode == 0, built.stderr
-    assert run("verify", "ts").returncode == 0
+    assert run("verify", "ts", "--task-module", "my_task:TASK").returncode == 0
     for reference, words in (("no_such_module:TASK", "cannot import module 'no_such_module'"),
                              ("my_task:NOPE", "my_task has no attribute 'NOPE'")):
         failed = run("list", "--task-module", reference)

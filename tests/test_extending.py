@@ -8,6 +8,7 @@ import csv
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -60,7 +61,7 @@ def run(user_folder):
 def testset(run, user_folder, real_videos) -> str:
     run("build", "--videos", real_videos, "--out", "ts", "--suite", "direction",
         "--task-module", TASK, "--per-video", str(PER_VIDEO), "--workers", "1")
-    run("verify", "ts")
+    run("verify", "ts", "--task-module", TASK)
     return str(user_folder / "ts")
 
 
@@ -98,7 +99,7 @@ def test_the_scripted_adapter_scores_exactly_what_was_written(run, testset, user
                                  else [{"error": "busy", "kind": "transient"}, "no idea"])
     (user_folder / "replies.json").write_text(json.dumps(replies))
     run("eval", "--testset", "ts", "--model", "scripted:replies.json", "--out", "runs/scripted",
-        "--retry-base", "0", "--retry-cap", "0")
+        "--task-module", TASK, "--retry-base", "0", "--retry-cap", "0")
     found = cell(results(user_folder, "scripted"))
     right = len(range(0, len(samples), 3))
     assert found["score"] == pytest.approx(100 * right / len(samples), abs=0.01)
@@ -111,11 +112,11 @@ def test_the_scripted_adapter_scores_exactly_what_was_written(run, testset, user
 
 def test_the_user_adapter_then_leaderboard_compare_and_analyze(run, testset, user_folder):
     run("eval", "--testset", "ts", "--model", "my_model max_frames=4", "--adapter-module",
-        "my_adapter", "--out", "runs/mine")
+        "my_adapter", "--task-module", TASK, "--out", "runs/mine")
     header = json.loads(open(user_folder / "runs/mine/predictions.jsonl").readline())
     assert header["adapter"]["fingerprint"] == {"adapter": "my_model", "max_frames": 4}
     assert cell(results(user_folder, "mine"))["errors"] == 0
-    run("score", "runs/mine")
+    run("score", "runs/mine", "--task-module", TASK)
     run("leaderboard", "runs/random", "runs/mine", "--label", "random", "--label", "mine",
         "--suite", "direction", "--task-module", TASK, "--out", "direction.csv")
     with open(user_folder / "direction.csv", encoding="utf-8") as handle:
@@ -129,7 +130,7 @@ def test_the_user_adapter_then_leaderboard_compare_and_analyze(run, testset, use
     compared = run("compare", "runs/mine", "runs/random", "--suite", "direction",
                    "--task-module", TASK)
     assert "Playback direction default" in compared.stdout and "no common" not in compared.stdout
-    run("analyze", "runs/random", "runs/mine", "--out", "analysis")
+    run("analyze", "runs/random", "runs/mine", "--task-module", TASK, "--out", "analysis")
     with open(user_folder / "analysis" / "items.csv", encoding="utf-8") as handle:
         items = list(csv.DictReader(handle))
     assert len(items) == 4 * PER_VIDEO
@@ -152,6 +153,31 @@ def test_analyze_reads_a_test_set_before_any_model_runs(run, testset, user_folde
     assert 30 < float(row["chance"]) < 70
     both = run("analyze", "runs/random", "--testset", "ts", "--out", "x", ok=False)
     assert both.returncode == 2 and "not both or neither" in both.stderr
+
+
+def test_a_test_set_never_makes_viubench_import_code(run, testset, user_folder):
+    """build.json names a module that would leave a mark if imported; no command imports it,
+    each stops with one line asking for --task-module."""
+    hostile = user_folder / "ts-hostile"
+    shutil.copytree(testset, hostile)
+    (user_folder / "canary.py").write_text(
+        "open('IMPORTED', 'w').close()\nfrom my_task import TASK\n")
+    build = json.loads((hostile / "build.json").read_text())
+    build["spec"]["extra_tasks"] = ["canary:TASK"]
+    (hostile / "build.json").write_text(json.dumps(build))
+    run("eval", "--testset", "ts-hostile", "--model", "constant text=forwards", "--out",
+        "runs/hostile", ok=False)
+    for args in (["verify", "ts-hostile"], ["score", "runs/hostile"],
+                 ["analyze", "--testset", "ts-hostile", "--out", "hostile-analysis"],
+                 ["analyze", "runs/hostile", "--out", "hostile-analysis"]):
+        done = run(*args, ok=False)
+        assert done.returncode == 2, (args, done.stderr)
+        errors = [line for line in done.stderr.splitlines() if "error" in line]
+        assert len(errors) == 1 and "uses task 'playback_direction'" in errors[0], args
+        assert "--task-module" in errors[0] and "Traceback" not in done.stderr
+    assert not (user_folder / "IMPORTED").exists()
+    run("verify", "ts-hostile", "--task-module", TASK)      # the user's own module: fine
+    assert not (user_folder / "IMPORTED").exists()
 
 
 def test_a_user_task_of_a_builtin_name_warns(run, user_folder):

@@ -31,9 +31,9 @@ import numpy as np
 
 from .score import ensure_scored
 from .runfolder import iter_scores
-from .registry import load_tasks
+from .registry import load_tasks, task_of
 from .stats import normal_interval, score_interval, video_bootstrap, wilson_interval
-from .testset import iter_samples, load_build
+from .testset import iter_samples
 
 KNOB_LEVELS, QUANTILE_BINS = 10, 4
 CHANCE_DRAWS, CHANCE_BUDGET, SHRINK = 50, 40_000, 4
@@ -60,14 +60,15 @@ class _Item(NamedTuple):
     chance_draws: int
 
 
-def analyze(rundirs: Sequence[str], out: str, labels: Sequence[str] = ()) -> list[str]:
+def analyze(rundirs: Sequence[str], out: str, labels: Sequence[str] = (),
+            task_modules: Sequence[str] = ()) -> list[str]:
     """Write the knob, item and shortcut analyses of `rundirs` into `out`; return the paths."""
     if not rundirs:
         raise ValueError("analyze needs at least one run folder")
     os.makedirs(out, exist_ok=True)
-    runs = _load_runs(rundirs, labels)
+    runs = _load_runs(rundirs, labels, task_modules)
     common = set.intersection(*(set(run.scores) for run in runs))
-    items = _load_items(runs, common)
+    items = _load_items(runs, common, load_tasks(task_modules))
     common = {sid for sid in common if sid in items}
     paths = [os.path.join(out, name) for name in ("knobs.csv", "knobs.png", "items.csv",
              "items.png", "shortcuts.csv", "shortcut_items.csv", "shortcuts.png")]
@@ -87,11 +88,12 @@ def analyze(rundirs: Sequence[str], out: str, labels: Sequence[str] = ()) -> lis
     return paths
 
 
-def _load_runs(rundirs: Sequence[str], labels: Sequence[str]) -> list[_Run]:
+def _load_runs(rundirs: Sequence[str], labels: Sequence[str],
+               task_modules: Sequence[str]) -> list[_Run]:
     """Each run's header and per-sample scores (scoring it first where needed)."""
     runs: list[_Run] = []
     for number, rundir in enumerate(rundirs):
-        header = ensure_scored(rundir)
+        header = ensure_scored(rundir, task_modules)
         label = labels[number] if number < len(labels) else header["adapter"]["spec"]
         label = f"{label} #{number + 1}" if label in {run.label for run in runs} else label
         fingerprint = header["adapter"].get("fingerprint") or {}
@@ -100,19 +102,20 @@ def _load_runs(rundirs: Sequence[str], labels: Sequence[str]) -> list[_Run]:
     return runs
 
 
-def _load_items(runs: Sequence[_Run], common: set[str]) -> dict[str, _Item]:
+def _load_items(runs: Sequence[_Run], common: set[str],
+                tasks: Mapping[str, Any]) -> dict[str, _Item]:
     """One pass over each test set: knobs of every scored sample, chance of common ones."""
     wanted = set().union(*(run.scores for run in runs))
     quota = min(float(CHANCE_DRAWS), CHANCE_BUDGET / max(1, len(common)))
     items: dict[str, _Item] = {}
     drawn: set[tuple[str, str]] = set()
     for testset in dict.fromkeys(run.testset for run in runs):
-        tasks = load_tasks(load_build(testset)["spec"]["extra_tasks"])
         for sample in iter_samples(testset):
             sid = sample["id"]
             if sid not in wanted or sid in items:
                 continue
-            task, key = tasks.get(sample["task"]), (sample["task"], sample["variant"])
+            task = task_of(tasks, sample["task"], testset)
+            key = (sample["task"], sample["variant"])
             total, draws = 0.0, 0
             if sid in common and hasattr(task, "random_answer"):
                 # floor(quota), or one more with probability its fraction (by the id's hash)

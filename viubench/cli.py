@@ -60,11 +60,15 @@ def _parser() -> argparse.ArgumentParser:
     verify = commands.add_parser("verify", help="re-derive every answer from the source videos")
     verify.add_argument("testset")
     verify.add_argument("--videos", help="where the source videos are now (default: as built)")
+    verify.add_argument("--task-module", action="append", default=[], metavar="MODULE:ATTR",
+                        help="a user task the test set uses (never imported from the test set)")
 
     _add_eval_parser(commands)
     score = commands.add_parser("score", help="score a run folder: scores.jsonl, results.json")
     score.add_argument("rundir")
     score.add_argument("--testset", help="where the test set is now (default: as recorded)")
+    score.add_argument("--task-module", action="append", default=[], metavar="MODULE:ATTR",
+                       help="a user task the test set uses (never imported from the test set)")
 
     from .cli_report import add_parsers
 
@@ -94,7 +98,8 @@ def _add_eval_parser(commands) -> None:
     run.add_argument("--adapter-module", action="append", default=[], metavar="MODULE",
                      help="import MODULE and use the adapters it marks with @adapter")
     run.add_argument("--task-module", action="append", default=[], metavar="MODULE:ATTR",
-                     help="a user task the baselines (random, prior, ...) answer from")
+                     help="a user task the test set uses: the baselines answer from it and"
+                          " scoring reads it (never imported from the test set)")
     run.add_argument("--out", help="run folder (resumes if it exists; default runs/<model>)")
     run.add_argument("--limit", type=int, help="only the first N samples of the test set")
     run.add_argument("--concurrency", type=int, help="batches in flight (default: adapter's)")
@@ -176,7 +181,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     with SampleProgress(args.testset) as progress:
         progress.start(sum(1 for _ in iter_samples(args.testset)), 0)
-        result = verify(args.testset, args.videos, on_sample=progress.update)
+        result = verify(args.testset, args.videos, on_sample=progress.update,
+                        task_modules=args.task_module)
     for problem in result.problems:
         print(problem, file=sys.stderr)
     state = "OK" if result.ok else f"FAILED ({len(result.problems)} problems)"
@@ -193,7 +199,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_score(args: argparse.Namespace) -> int:
     from .score import format_results, score_run
 
-    results = score_run(args.rundir, args.testset)
+    results = score_run(args.rundir, args.testset, args.task_module)
     print(format_results(results))
     return 0
 

@@ -59,5 +59,5 @@ def eval_command(args: argparse.Namespace) -> int:
         adapter.close()
     print(f"{rundir}: {counts['answered']} answered, {counts['errors']} errors this session")
     if not args.no_score:
-        print(format_results(score_run(rundir, args.testset)))
+        print(format_results(score_run(rundir, args.testset, args.task_module)))
     return 0

@@ -36,7 +36,8 @@ def add_parsers(commands: Any) -> None:
     analyze.add_argument("--testset", help="analyse a test set itself (answer distribution,"
                                            " chance, prior, difficulty mix), without runs")
     analyze.add_argument("--task-module", action="append", default=[], metavar="MODULE:ATTR",
-                         help="a user task of the test set (with --testset)")
+                         help="a user task the test set uses (never imported from the test"
+                              " set)")
     analyze.add_argument("--out", required=True)
     analyze.add_argument("--label", action="append", default=[])
 
@@ -93,7 +94,7 @@ def analyze_command(args: argparse.Namespace) -> int:
     if bool(args.testset) == bool(args.rundirs):
         raise ValueError("analyze takes run folders or --testset TESTSET, not both or neither")
     paths = (analyze_testset(args.testset, args.out, args.task_module) if args.testset
-             else analyze(args.rundirs, args.out, args.label))
+             else analyze(args.rundirs, args.out, args.label, args.task_module))
     for path in paths:
         print(f"wrote {path}")
     return 0

@@ -30,8 +30,8 @@ def compare_runs(run_a: str, run_b: str, suite: str = "viubench,mvp", seed: int 
                  extra_tasks: Sequence[str] = ()) -> list[dict[str, Any]]:
     """One row per leaderboard cell: difference B - A (x100), CI, p-value, n (None for all but
     n in a cell without samples both runs scored)."""
-    hash_a = ensure_scored(run_a)["testset"]["hash"]
-    hash_b = ensure_scored(run_b)["testset"]["hash"]
+    hash_a = ensure_scored(run_a, extra_tasks)["testset"]["hash"]
+    hash_b = ensure_scored(run_b, extra_tasks)["testset"]["hash"]
     if hash_a != hash_b:
         raise ValueError(f"{run_a} and {run_b} answered different test sets; a paired"
                          " comparison needs the same samples")

@@ -88,9 +88,10 @@ class RunScores:
         self.squares[slot] += value ** 2
 
 
-def load_run(rundir: str, columns: Sequence[Column], label: str | None = None) -> RunScores:
+def load_run(rundir: str, columns: Sequence[Column], label: str | None = None,
+             task_modules: Sequence[str] = ()) -> RunScores:
     """Stream a run's scores.jsonl into per-video, per-column sums."""
-    header = ensure_scored(rundir)
+    header = ensure_scored(rundir, task_modules)
     run = RunScores(label or header["adapter"]["spec"], rundir, header["testset"]["hash"],
                     len(columns))
     position = {column.key: i for i, column in enumerate(columns)}
@@ -224,7 +225,7 @@ def build_leaderboard(rundirs: Sequence[str], labels: Sequence[str] = (),
     `extra_tasks` (module:attribute) add user tasks' columns and suites."""
     tasks = load_tasks(extra_tasks)
     columns = layout(tasks, suite)
-    runs = [load_run(d, columns, labels[i] if i < len(labels) else None)
+    runs = [load_run(d, columns, labels[i] if i < len(labels) else None, extra_tasks)
             for i, d in enumerate(rundirs)]
     return columns, [run_row(run, columns) for run in runs]
 

@@ -144,3 +144,14 @@ def select(tasks: dict[str, Task], suite: str | None,
 def _matches(item: tuple[str, str], wanted: str) -> bool:
     task, _, variant = wanted.partition(":")
     return item[0] == task and (not variant or item[1] == variant)
+
+
+def task_of(tasks: Mapping[str, Task], name: str, where: str) -> Task:
+    """The task a test-set record names, among those loaded; a test set never names code to
+    import, so a missing one is a ValueError asking for `--task-module`."""
+    try:
+        return tasks[name]
+    except KeyError:
+        raise ValueError(f"{where} uses task {name!r}, which is neither built in nor installed;"
+                         " pass --task-module MODULE:ATTR (code named by a test set is never"
+                         " imported)") from None

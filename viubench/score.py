@@ -17,13 +17,13 @@ from typing import Any, Mapping, Sequence
 
 from . import __version__
 from .answers import LENIENT, STRICT
-from .registry import load_tasks
+from .registry import load_tasks, task_of
 from .runfolder import (ScoreRecord, latest, predictions_hash, read_run, run_scope,
                         scores_writer, stale_reason, write_results, write_score)
 from .records import file_hash
 from .stats import score_interval
 from .task import Parsed, Task
-from .testset import SAMPLES, iter_samples, load_build
+from .testset import SAMPLES, iter_samples
 
 
 def reply_outcome(task: Task, text: str, variant: str, answer: str) -> dict[str, Any]:
@@ -65,25 +65,29 @@ def sample_score(task: Task, sample: Mapping[str, Any],
             "rewards": outcome["rewards"]}
 
 
-def _run_tasks(header: Mapping[str, Any], testset: str | None = None) -> tuple[str, dict]:
-    """The test set a run answered (checked by hash) and the tasks that score it."""
+def _run_tasks(header: Mapping[str, Any], testset: str | None,
+               task_modules: Sequence[str]) -> tuple[str, dict]:
+    """The test set a run answered (checked by hash) and the tasks that can score it: built-in,
+    installed, or the user's `task_modules`; never modules the test set names."""
     testset = testset or header["testset"]["path"]
     if file_hash(os.path.join(testset, SAMPLES)) != header["testset"]["hash"]:
         raise ValueError(f"{testset} is not the test set this run answered (hash differs)")
-    return testset, load_tasks(load_build(testset)["spec"]["extra_tasks"])
+    return testset, load_tasks(task_modules)
 
 
-def score_run(rundir: str, testset: str | None = None) -> dict[str, Any]:
+def score_run(rundir: str, testset: str | None = None,
+              task_modules: Sequence[str] = ()) -> dict[str, Any]:
     """Write `scores.jsonl` and `results.json` for a run folder; returns the results."""
     header, predictions = read_run(rundir)
     if header is None:
         raise ValueError(f"{rundir} holds no run (no predictions.jsonl header)")
-    testset, tasks = _run_tasks(header, testset)
+    testset, tasks = _run_tasks(header, testset, task_modules)
     answers = latest(predictions)
     groups: dict[str, list[ScoreRecord]] = defaultdict(list)
     with scores_writer(rundir) as handle:
         for sample in iter_samples(testset, run_scope(predictions)):
-            scored = sample_score(tasks[sample["task"]], sample, answers.get(sample["id"]))
+            task = task_of(tasks, sample["task"], testset)
+            scored = sample_score(task, sample, answers.get(sample["id"]))
             write_score(handle, scored)
             groups[f"{sample['task']}:{sample['variant']}"].append(scored)
     used = sorted({key.partition(":")[0] for key in groups})
@@ -97,17 +101,17 @@ def score_run(rundir: str, testset: str | None = None) -> dict[str, Any]:
     return results
 
 
-def ensure_scored(rundir: str) -> dict[str, Any]:
+def ensure_scored(rundir: str, task_modules: Sequence[str] = ()) -> dict[str, Any]:
     """The run's header, after scoring it if its scores are stale (and saying why, as a
     warning the console prints in one line)."""
     header, _ = read_run(rundir)
     if header is None:
         raise ValueError(f"{rundir} holds no run (no predictions.jsonl header)")
-    _, tasks = _run_tasks(header)
+    _, tasks = _run_tasks(header, None, task_modules)
     reason = stale_reason(rundir, {name: task.version for name, task in tasks.items()})
     if reason is not None:
         warnings.warn(f"scoring {rundir}: {reason}", UserWarning, stacklevel=2)
-        score_run(rundir)
+        score_run(rundir, task_modules=task_modules)
     return header
 
 

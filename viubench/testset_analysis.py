@@ -17,22 +17,19 @@ from collections import Counter, defaultdict
 from typing import Any, Mapping, Sequence
 
 from .analysis import KNOB_LEVELS, chance_total, sample_knobs, write_csv_rows
-from .registry import load_tasks
-from .testset import iter_samples, load_build
+from .registry import load_tasks, task_of
+from .testset import iter_samples
 
 DRAWS = 20   # random answers per sample for chance
 
 
 def analyze_testset(testset: str, out: str, task_modules: Sequence[str] = ()) -> list[str]:
     """Write the variant and knob tables of `testset` into `out`; return their paths."""
-    tasks = load_tasks([*load_build(testset)["spec"]["extra_tasks"], *task_modules])
+    tasks = load_tasks(task_modules)
     by_variant: dict[str, list[dict[str, Any]]] = defaultdict(list)
     knob_counts: Counter[tuple[str, str, str]] = Counter()
     for sample in iter_samples(testset):
-        task = tasks.get(sample["task"])
-        if task is None:
-            raise ValueError(f"{testset}: sample {sample['id']} is of task {sample['task']!r},"
-                             " which is not loaded (pass --task-module)")
+        task = task_of(tasks, sample["task"], testset)
         by_variant[f"{sample['task']}:{sample['variant']}"].append(_row(task, sample))
         for knob, level in sample_knobs(task, sample).items():
             knob_counts[(sample["task"], knob, str(level))] += 1

@@ -6,12 +6,12 @@ import functools
 import itertools
 import os
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Sequence
 
 from .build import BuildSpec, Donors
 from .clips import read_clips
 from .media import MediaStore
-from .registry import load_tasks
+from .registry import load_tasks, task_of
 from .render import FramePaths, make_record
 from .task import TaskSkip
 from .testset import SampleRecord, iter_samples, load_build
@@ -30,18 +30,20 @@ class Verification:
 
 
 def verify(testset: str, videos: str | None = None,
-           on_sample: Callable[[], None] | None = None) -> Verification:
+           on_sample: Callable[[], None] | None = None,
+           task_modules: Sequence[str] = ()) -> Verification:
     """Re-derive every sample from its recorded draws and the source video; list mismatches.
 
     The frames are decoded again with the backend the sample records, each sample is rendered
     from its draws, and the whole record (answer, prompt, media paths, id) must be identical;
-    every media file must hold exactly the re-derived frame.
+    every media file must hold exactly the re-derived frame. Tasks come from the built-ins,
+    installed plug-ins and `task_modules`, never from modules the test set names.
     """
     build = load_build(testset)
     spec_json = dict(build["spec"], videos=os.path.abspath(videos or build["spec"]["videos"]))
     spec = BuildSpec(**{**spec_json, "selection": tuple(map(tuple, spec_json["selection"])),
                         "extra_tasks": tuple(spec_json["extra_tasks"])})
-    tasks = load_tasks(spec.extra_tasks)
+    tasks = load_tasks(task_modules)
     store = MediaStore(testset)
     result = Verification()
     seen_ids: set[str] = set()
@@ -61,7 +63,7 @@ def _verify_video(spec: BuildSpec, tasks, store: MediaStore, path: str,
                   records: list[SampleRecord], seen_ids: set[str]) -> list[str]:
     problems: list[str] = []
     by_backend = {r["frames"]["backend"] for r in records}
-    protocols = [spec.protocol(tasks[r["task"]]) for r in records]
+    protocols = [spec.protocol(task_of(tasks, r["task"], path)) for r in records]
     try:
         clips = {b: read_clips(spec.videos, path, protocols, b) for b in by_backend}
     except (VideoError, OSError) as error:
