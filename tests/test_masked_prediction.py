@@ -418,7 +418,7 @@ def test_a_user_embedder_is_plugged_in_and_recorded(real_videos, tmp_path):
         for entry in draws["pool"]:
             if entry["kind"] != "target":
                 assert (unit[entry["position"]] @ targets.T).max() <= 0.9
-    assert verify(out).ok
+    assert verify(out, task_modules=["test_masked_prediction:EMBED_TASK"]).ok
 
 
 def test_random_baseline_matches_its_analytic_exact_match(real_videos, tmp_path):
