@@ -25,11 +25,10 @@ import threading
 import time
 from collections import OrderedDict
 from typing import Any, Mapping, Sequence
-from urllib.parse import urlsplit, urlunsplit
 
 from viubench.adapters import (AdapterAbort, Request, Response, adapter, data_url, failed,
                                frame_policy, option, shown_clip)
-from viubench.redaction import Scrubber, url_secrets
+from viubench.redaction import Scrubber, public_url, url_secrets
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 PLACEHOLDER_KEY = "EMPTY"       # what local servers (vLLM, SGLang) accept when they check none
@@ -112,15 +111,6 @@ def retry_after_seconds(headers: Mapping[str, str] | None) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - time.time())
-
-
-def public_url(url: str) -> str:
-    """A base URL without user:password or query string, so it is safe to store."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    host = f"[{host}]" if ":" in host else host   # IPv6 literal
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 @adapter("openai")

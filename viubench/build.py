@@ -20,7 +20,8 @@ from .clips import read_clips
 from .media import MediaStore
 from .registry import load_tasks
 from .render import FramePaths, make_record
-from .records import append_jsonl, canonical_json, derive_rng, read_jsonl, truncate_lines
+from .records import (append_jsonl, canonical_json, derive_rng, read_jsonl, truncate_lines,
+                      write_json)
 from .task import Clip, DonorSource, Task, TaskSkip
 from .testset import BUILD, SAMPLES, VIDEOS
 from .video import FrameProtocol, VideoError
@@ -317,10 +318,7 @@ def _write_build_json(out: str, spec: BuildSpec, done: list[dict[str, Any]], sta
         "variants": variant_summary(done, spec.selection),
         "timings": timings, **extra,
     }
-    tmp = os.path.join(out, BUILD + ".part")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(summary, handle, indent=2, sort_keys=True)
-    os.replace(tmp, os.path.join(out, BUILD))
+    write_json(os.path.join(out, BUILD), summary)
     return summary
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -41,6 +42,21 @@ def sample_id(record: dict[str, Any]) -> str:
     video = record["video"]
     return digest(video["hash"], record["task"], record["variant"], record["version"],
                   record["seed"], record["replica"], record["draws"], record["answer"], size=8)
+
+
+@contextlib.contextmanager
+def replaced(path: str) -> Iterator[Any]:
+    """A text handle whose contents replace `path` only once the block ends without error (a
+    crash leaves the old file, never half a new one)."""
+    with open(path + ".part", "w", encoding="utf-8") as handle:
+        yield handle
+    os.replace(path + ".part", path)
+
+
+def write_json(path: str, value: Any) -> None:
+    """`value` as indented, key-sorted JSON, replacing `path` at once."""
+    with replaced(path) as handle:
+        json.dump(value, handle, indent=2, sort_keys=True)
 
 
 def append_jsonl(handle, record: Mapping[str, Any]) -> None:

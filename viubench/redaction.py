@@ -5,6 +5,7 @@
   are not).
 * A URL carries secrets in its user-info (`user:password@`) and in query parameters with such
   names (`?api-key=...`, `&sig=...`): `redact_value` hides those and keeps the rest.
+* `public_url` is a base URL with neither user-info nor query, safe to keep in a fingerprint.
 * `Scrubber` removes known secret values from free text (a server's error message), in every
   form they can appear in: as given, stripped of whitespace, JSON- or repr-escaped, URL-quoted.
 """
@@ -41,6 +42,15 @@ def redact_value(value: str) -> str:
              for name, item in parse_qsl(parts.query, keep_blank_values=True)]
     return urlunsplit((parts.scheme, netloc, parts.path, urlencode(query, safe="<>"),
                        parts.fragment))
+
+
+def public_url(url: str) -> str:
+    """A base URL without user:password or query string, so it is safe to store."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    host = f"[{host}]" if ":" in host else host   # IPv6 literal
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 def url_secrets(value: str) -> list[str]:

@@ -20,7 +20,7 @@ import time
 from typing import Any, Iterator, Mapping, Sequence, TypedDict
 
 from . import __version__
-from .records import append_jsonl, file_hash, read_jsonl
+from .records import append_jsonl, file_hash, read_jsonl, replaced, write_json
 from .testset import SAMPLES, load_build
 
 PREDICTIONS, SCORES, RESULTS = "predictions.jsonl", "scores.jsonl", "results.json"
@@ -111,6 +111,17 @@ def read_run(rundir: str) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
     return records[0], records[1:]
 
 
+def read_header(rundir: str) -> dict[str, Any] | None:
+    """A run's header alone (its first line; the answers are not read), or None."""
+    path = os.path.join(rundir, PREDICTIONS)
+    if not os.path.exists(path):
+        return None
+    header = next(read_jsonl(path), None)
+    if header is not None and header.get("record") != "header":
+        raise ValueError(f"{path} does not start with a run header")
+    return header
+
+
 def latest(records: Sequence[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
     """The last prediction record of each sample id (the one that counts)."""
     return {r["id"]: r for r in records if r.get("record") == "prediction"}
@@ -126,13 +137,9 @@ def predictions_hash(rundir: str) -> str:
     return file_hash(os.path.join(rundir, PREDICTIONS))
 
 
-@contextlib.contextmanager
-def scores_writer(rundir: str) -> Iterator[Any]:
+def scores_writer(rundir: str) -> contextlib.AbstractContextManager[Any]:
     """A handle to write score records to; scores.jsonl is replaced only when all are written."""
-    path = os.path.join(rundir, SCORES)
-    with open(path + ".part", "w", encoding="utf-8") as handle:
-        yield handle
-    os.replace(path + ".part", path)
+    return replaced(os.path.join(rundir, SCORES))
 
 
 def write_score(handle: Any, record: ScoreRecord) -> None:
@@ -145,10 +152,7 @@ def iter_scores(rundir: str) -> Iterator[dict[str, Any]]:
 
 
 def write_results(rundir: str, results: Mapping[str, Any]) -> None:
-    path = os.path.join(rundir, RESULTS)
-    with open(path + ".part", "w", encoding="utf-8") as handle:
-        json.dump(results, handle, indent=2, sort_keys=True)
-    os.replace(path + ".part", path)
+    write_json(os.path.join(rundir, RESULTS), results)
 
 
 def read_results(rundir: str) -> dict[str, Any]:

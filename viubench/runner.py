@@ -25,6 +25,7 @@ from .runfolder import (PREDICTIONS, differing_settings, latest, make_header, pr
 from .records import append_jsonl, truncate_lines
 from .testset import iter_samples
 
+
 @dataclass(frozen=True)
 class GenerationSettings:
     """What the model is asked to do; a resumed run must use the same settings."""

@@ -18,7 +18,7 @@ from typing import Any, Mapping, Sequence
 from . import __version__
 from .answers import LENIENT, STRICT
 from .registry import load_tasks, task_of
-from .runfolder import (ScoreRecord, latest, predictions_hash, read_run, run_scope,
+from .runfolder import (ScoreRecord, latest, predictions_hash, read_header, read_run, run_scope,
                         scores_writer, stale_reason, write_results, write_score)
 from .records import file_hash
 from .stats import score_interval
@@ -104,7 +104,7 @@ def score_run(rundir: str, testset: str | None = None,
 def ensure_scored(rundir: str, task_modules: Sequence[str] = ()) -> dict[str, Any]:
     """The run's header, after scoring it if its scores are stale (and saying why, as a
     warning the console prints in one line)."""
-    header, _ = read_run(rundir)
+    header = read_header(rundir)
     if header is None:
         raise ValueError(f"{rundir} holds no run (no predictions.jsonl header)")
     _, tasks = _run_tasks(header, None, task_modules)
