@@ -159,3 +159,24 @@ def test_a_value_rounded_outside_its_ci_still_plots(board) -> None:
     row[name], row[f"{name} ci_low"], row[f"{name} ci_high"] = 10.4, 10.5, 12.0
     png = plot_cells([row], columns)
     assert Image.open(io.BytesIO(png)).format == "PNG"
+
+
+def test_a_failed_run_is_marked_in_the_table_and_the_plots(board) -> None:
+    """A run that answered nothing: shaded row, 'failed' cells, a warning, '[failed]' labels."""
+    from viubench.html_report import plot_label, table_html
+
+    columns, rows = board
+    failed = dict(rows[0], model="down", status="failed", coverage=0.0, answered=0, n=36,
+                  errors=36, missing=0, parse_failures=0)
+    for name in cell_names(columns):
+        if failed.get(name) != "":
+            failed[name], failed[f"{name} answered"] = 0.0, 0
+    table, _ = table_html([failed, *rows[1:]], columns)
+    row = re.search(r'<tr class="measured failed">(.*?)</tr>', table, re.S).group(1)
+    assert row.count('<td class="failed"') == 13 and "0/36" in row
+    assert format_cell(failed, "Overall") == "failed (0/36 answered)"
+    assert "[" in format_cell(rows[1], "Overall") and "failed" not in table.split(row)[1]
+    assert plot_label(failed) == "down [failed]" and plot_label(rows[-1]).endswith("(reported)")
+    text = explanation_html(columns, [failed])
+    assert text.count('class="warning"') == 1 and "down (" in text and "FAILED: 0 of 36" in text
+    assert Image.open(io.BytesIO(render_png([failed, *rows[1:]], columns)[1][1])).format == "PNG"

@@ -1,4 +1,4 @@
-"""Confidence intervals and the retry policy, on numbers worked out by hand."""
+"""Confidence intervals, the retry policy and run coverage, on numbers worked out by hand."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import random
 import numpy as np
 import pytest
 
+from viubench.coverage import (Coverage, Tally, cell_mark, check_min_coverage, outcome,
+                               percent, row_coverage)
 from viubench.retry import RetryPolicy
 from viubench.stats import (BOOTSTRAP_CHUNK, cluster_bootstrap_ci, normal_interval,
                               score_interval, video_bootstrap, wilson_interval)
@@ -80,3 +82,45 @@ def test_retry_delays_grow_jitter_and_honour_retry_after():
     assert not policy.gives_up(3) and policy.gives_up(4)
     with pytest.raises(ValueError):
         RetryPolicy(max_attempts=0)
+
+
+def test_coverage_status_at_its_thresholds():
+    assert Coverage(answered=19, errors=1).status(0.95) == "complete"     # 19/20 meets 95%
+    assert Coverage(answered=18, errors=2).status(0.95) == "incomplete"
+    assert Coverage(answered=35, missing=1).status() == "incomplete"       # default: all of n
+    assert Coverage(answered=36).status() == "complete"
+    assert Coverage(errors=3, missing=1).status(0.0) == "failed"           # at any threshold
+    assert Coverage().status() == "empty" and Coverage().fraction is None
+    assert Coverage(answered=2, errors=1, missing=1, parse_failures=1).n == 4  # parse ⊂ answered
+    assert percent(2699 / 2700) == "99.9%" and percent(1.0) == "100.0%"   # rounded down
+    assert percent(0.29) == "29.0%"            # not 28.9: 0.29 * 100 is 28.999999999999996
+    for bad in (-0.1, 1.01):
+        with pytest.raises(ValueError, match="between 0 and 1"):
+            check_min_coverage(bad)
+
+
+def test_tally_sums_the_columns_a_cell_uses():
+    tally = Tally(3)
+    for slot, status, unparseable in ((0, "answered", False), (0, "error", False),
+                                      (1, "answered", True), (2, "missing", False)):
+        tally.add(slot, status, unparseable)
+    assert tally.coverage() == Coverage(answered=2, errors=1, missing=1, parse_failures=1)
+    assert tally.coverage(np.array([False, True, True])) == Coverage(1, 0, 1, 1)
+    assert outcome({"id": "x", "status": "answered", "parse_errors": {"lenient": "no number"}},
+                   "s.jsonl") == ("answered", True)
+    assert outcome({"id": "x", "status": "error", "parse_errors": {}}, "s.jsonl") == (
+        "error", False)
+    with pytest.raises(ValueError, match="^s.jsonl: sample 'x' has status None"):
+        outcome({"id": "x"}, "s.jsonl")
+
+
+def test_cell_marks_follow_the_row_status_and_the_cells_own_counts():
+    row = {"status": "incomplete", "answered": "5", "n": "8", "errors": "3", "missing": "0",
+           "A": "50.0", "A n": "4", "A answered": "4", "B": "0.0", "B n": "4",
+           "B answered": "1", "C": "0.0", "C n": "4", "C answered": "0", "D": "", "D n": "0",
+           "D answered": "0"}
+    assert [cell_mark(row, name) for name in "ABCD"] == [None, "incomplete", "failed", None]
+    assert [cell_mark({**row, "status": "complete"}, name) for name in "ABCD"] == [None] * 4
+    assert cell_mark({"status": "failed", "A": "0.0", "A n": "4"}, "A") == "failed"  # no counts
+    assert row_coverage(row) == Coverage(answered=5, errors=3)
+    assert row_coverage({"model": "GPT-5", "Overall": "58.7"}) is None      # a reported row

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import warnings
 from importlib import resources
-from typing import Any
+from typing import Any, Iterable
+
+COVERAGE_HELP = ("mark a run that answered fewer than this fraction of its samples as"
+                 " incomplete (default 1.0: any error or unanswered sample; a run that answered"
+                 " none is failed at any threshold)")
 
 
 def add_parsers(commands: Any) -> None:
@@ -23,6 +28,8 @@ def add_parsers(commands: Any) -> None:
     board.add_argument("--title", default=None)
     board.add_argument("--task-module", action="append", default=[], metavar="MODULE:ATTR",
                        help="a user task whose columns and suites to show (repeatable)")
+    board.add_argument("--min-coverage", type=float, default=1.0, metavar="FRACTION",
+                       help=COVERAGE_HELP)
 
     compare = commands.add_parser("compare", help="paired difference of two runs with CIs")
     compare.add_argument("run_a", metavar="RUN_A")
@@ -30,6 +37,8 @@ def add_parsers(commands: Any) -> None:
     compare.add_argument("--suite", default="viubench,mvp")
     compare.add_argument("--task-module", action="append", default=[], metavar="MODULE:ATTR",
                          help="a user task whose columns and suites to compare (repeatable)")
+    compare.add_argument("--min-coverage", type=float, default=1.0, metavar="FRACTION",
+                         help=COVERAGE_HELP)
 
     analyze = commands.add_parser("analyze", help="difficulty analyses and a shortcut audit")
     analyze.add_argument("rundirs", nargs="*", metavar="RUNDIR")
@@ -57,10 +66,13 @@ def reported_rows(option: str | None, suite: str) -> list[dict[str, Any]]:
 
 
 def leaderboard_command(args: argparse.Namespace) -> int:
+    from .coverage import check_min_coverage, row_warning
     from .leaderboard import build_leaderboard, markdown_table, write_csv
 
-    columns, measured = build_leaderboard(args.rundirs, args.label, args.suite, args.task_module)
+    columns, measured = build_leaderboard(args.rundirs, args.label, args.suite, args.task_module,
+                                          check_min_coverage(args.min_coverage))
     rows = measured + reported_rows(args.reported, args.suite)
+    _warn(row_warning(row) for row in rows)
     stem = os.path.splitext(args.out)[0]
     write_csv(args.out, rows, columns)
     with open(stem + ".md", "w", encoding="utf-8") as handle:
@@ -80,11 +92,24 @@ def _write_html(stem: str, rows: list[dict[str, Any]], columns, args) -> list[st
 
 
 def compare_command(args: argparse.Namespace) -> int:
-    from .compare import compare_runs, format_comparison
+    from .compare import format_comparison, paired_comparison
+    from .coverage import check_min_coverage, warning_line
 
-    rows = compare_runs(args.run_a, args.run_b, args.suite, extra_tasks=args.task_module)
-    print(format_comparison(rows, args.run_a, args.run_b))
+    threshold = check_min_coverage(args.min_coverage)
+    comparison = paired_comparison(args.run_a, args.run_b, args.suite,
+                                   extra_tasks=args.task_module)
+    _warn(warning_line(f"run {side}", coverage, coverage.status(threshold), rundir)
+          for side, coverage, rundir in (("A", comparison.coverage_a, args.run_a),
+                                         ("B", comparison.coverage_b, args.run_b)))
+    print(format_comparison(comparison, args.run_a, args.run_b, threshold))
     return 0
+
+
+def _warn(lines: Iterable[str | None]) -> None:
+    """One console warning per line that is not None (a run marked for its coverage)."""
+    for line in lines:
+        if line is not None:
+            warnings.warn(line, UserWarning, stacklevel=2)
 
 
 def analyze_command(args: argparse.Namespace) -> int:

@@ -4,7 +4,9 @@ Nothing on the page is fetched from elsewhere: styles are inline, plots are base
 URIs drawn with matplotlib's Agg canvas (no pyplot, so no global state). The same plots are
 available as PNG bytes (`render_png`) or files (`write_pngs`) to sit next to a leaderboard CSV.
 Rows are those of `leaderboard.build_leaderboard` or `leaderboard.read_csv`: values may be
-floats or strings, and a missing value (no CI for a reported row) is an empty string.
+floats or strings, and a missing value (no CI for a reported row) is an empty string. A run
+marked for its coverage (`viubench.coverage`) is shaded, its status and counts are in the table,
+its cells that count unanswered samples say so, and a warning above the table names it.
 """
 
 from __future__ import annotations
@@ -12,11 +14,13 @@ from __future__ import annotations
 import base64
 import html
 import io
-import math
 import os
 from typing import Any, Mapping, Sequence
 
-from .leaderboard import OVERALL, Column, cell_names, groups
+from .coverage import (FAILED, INCOMPLETE, cell_mark, failed_text, is_marked, number,
+                       row_status, row_warning)
+from .leaderboard import (COVERAGE_HEADINGS, OVERALL, Column, cell_names, coverage_cells,
+                          format_cell, groups)
 
 Row = Mapping[str, Any]
 Cell = tuple[float | None, float | None, float | None]    # value, ci_low, ci_high (x100)
@@ -43,18 +47,9 @@ tr.measured td.model{font-weight:600}tr.measured{background:#f2f8ff}
 .bar i{position:absolute;top:-2px;width:2px;height:8px;background:#000}
 img{max-width:100%;border:1px solid #ddd;margin:4px 0}
 .notes li,.cites li{font-size:13px}
+tr.failed,tr.failed td{background:#fde8e8}tr.incomplete,tr.incomplete td{background:#fff6e0}
+td.failed{color:#a00;font-weight:600}.warning{color:#a00}
 """
-
-
-def number(value: Any) -> float | None:
-    """A float from a float, int or CSV string; None for '', None, NaN or junk."""
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return None
-    try:
-        result = float(value)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(result) else result
 
 
 def cell(row: Row, name: str) -> Cell:
@@ -73,14 +68,11 @@ def citation(row: Row) -> str:
     return "" if is_measured(row) else source.split(":", 1)[-1].strip() or source
 
 
-def format_cell(row: Row, name: str) -> str:
-    """Plain text of a cell: '58.7 [55.1, 62.0]', '58.7' without a CI, '–' when missing."""
-    value, low, high = cell(row, name)
-    if value is None:
-        return "–"
-    if low is None or high is None:
-        return f"{value:.1f}"
-    return f"{value:.1f} [{low:.1f}, {high:.1f}]"
+def plot_label(row: Row) -> str:
+    """A row's name in a plot: '(reported)' for published rows, '[failed]' / '[incomplete]'
+    for marked ones."""
+    label = str(row.get("model", "")) + ("" if is_measured(row) else " (reported)")
+    return label + (f" [{row_status(row)}]" if is_marked(row) else "")
 
 
 # ----------------------------------------------------------------------------- plots
@@ -122,7 +114,7 @@ def plot_cells(rows: Sequence[Row], columns: Sequence[Column]) -> bytes:
         cells = [cell(row, name) for name in names]
         xs = [k - 0.4 + width * (i + 0.5) for k in range(len(names))]
         heights = [v if v is not None else 0.0 for v, _, _ in cells]
-        axes.bar(xs, heights, width, yerr=_yerr(cells), capsize=2, label=str(row["model"]),
+        axes.bar(xs, heights, width, yerr=_yerr(cells), capsize=2, label=plot_label(row),
                  color=MEASURED_COLOURS[i % len(MEASURED_COLOURS)], alpha=0.85,
                  error_kw={"elinewidth": 1, "ecolor": "#333"})
     palette = _reported_colours(len(reported))
@@ -131,7 +123,7 @@ def plot_cells(rows: Sequence[Row], columns: Sequence[Column]) -> bytes:
         points = [(k, v) for k, v in points if v is not None]
         axes.scatter([k for k, _ in points], [v for _, v in points], s=22, zorder=3,
                      marker=MARKERS[i % len(MARKERS)], color=palette[i],
-                     edgecolors="black", linewidths=0.4, label=f"{row['model']} (reported)")
+                     edgecolors="black", linewidths=0.4, label=plot_label(row))
     axes.axvline(len(columns) - 0.5, color="#888", linestyle="--", linewidth=1)
     axes.set_xticks(range(len(names)), names, rotation=35, ha="right")
     axes.set_xlim(-0.6, len(names) - 0.4)
@@ -164,12 +156,11 @@ def plot_overall(rows: Sequence[Row], name: str = OVERALL) -> bytes:
             axes.barh([y for y, _ in picked], [c[0] for _, c in picked], color=colour,
                       xerr=_yerr([c for _, c in picked]) if measured else None, capsize=3,
                       error_kw={"elinewidth": 1, "ecolor": "#333"})
-    labels = [f"{row['model']}" + ("" if is_measured(row) else " (reported)") for _, row in ranked]
-    axes.set_yticks(ys, labels, fontsize=9)
+    axes.set_yticks(ys, [plot_label(row) for _, row in ranked], fontsize=9)
     axes.invert_yaxis()
-    for y, (value, _, high) in zip(ys, cells):
-        axes.text((high if high is not None else value or 0.0) + 1, y, f"{value:.1f}",
-                  va="center", fontsize=8)
+    for y, (value, _, high), (_, row) in zip(ys, cells, ranked):
+        axes.text((high if high is not None else value or 0.0) + 1, y, format_cell(row, name)
+                  .split(" [")[0], va="center", fontsize=8)
     axes.set_xlim(0, 105)
     axes.set_xlabel(f"{name} score (x100); measured with 95% CI (blue), reported (grey)")
     axes.set_title(f"{name} per model")
@@ -197,20 +188,33 @@ def write_pngs(stem: str, rows: Sequence[Row], columns: Sequence[Column]) -> lis
 
 # ----------------------------------------------------------------------------- page
 
+def _tip(row: Row, name: str) -> str:
+    """The tooltip of a cell: its n, and how many of them were answered when known."""
+    n, answered = number(row.get(f"{name} n")), number(row.get(f"{name} answered"))
+    if n is None:
+        return ""
+    known = f", {int(answered)} answered" if answered is not None else ""
+    return f' title="{html.escape(name)}: n={int(n)}{known}"'
+
+
 def _td(row: Row, name: str, aggregate: bool) -> str:
-    """One score cell: value, its CI underneath and a 0-100 CI bar; n as tooltip."""
+    """One score cell: value, its CI underneath and a 0-100 CI bar; n as tooltip. A cell of a
+    marked row that counts unanswered samples: 'failed' with its count, or the value with *."""
     value, low, high = cell(row, name)
     css = AGG if aggregate else ""
     if value is None:
         return f"<td{css}>–</td>"
-    n = number(row.get(f"{name} n"))
-    tip = f' title="{html.escape(name)}: n={int(n)}"' if n is not None else ""
+    tip, mark = _tip(row, name), cell_mark(row, name)
+    if mark == FAILED:
+        detail = failed_text(row, name).removeprefix("failed (").removesuffix(")")
+        return f'<td class="failed"{tip}>failed<span class="ci">{detail}</span></td>'
+    star = "*" if mark == INCOMPLETE else ""
     if low is None or high is None:
-        return f"<td{css}{tip}>{value:.1f}</td>"
+        return f"<td{css}{tip}>{value:.1f}{star}</td>"
     left, span = max(low, 0.0), max(min(high, 100.0) - max(low, 0.0), 0.5)
     bar = (f'<div class="bar"><span style="left:{left:.1f}%;width:{span:.1f}%"></span>'
            f'<i style="left:{min(max(value, 0.0), 99.0):.1f}%"></i></div>')
-    return (f"<td{css}{tip}>{value:.1f}<span class=\"ci\">[{low:.1f}, {high:.1f}]</span>"
+    return (f"<td{css}{tip}>{value:.1f}{star}<span class=\"ci\">[{low:.1f}, {high:.1f}]</span>"
             f"{bar}</td>")
 
 
@@ -231,14 +235,16 @@ def table_html(rows: Sequence[Row], columns: Sequence[Column]) -> tuple[str, dic
     """The leaderboard table and the citations its reported rows refer to (text -> number)."""
     names = cell_names(columns)
     aggregate = set(names[len(columns):])
-    head = "".join(f"<th{AGG if name in aggregate else ''}>{html.escape(name)}</th>"
-                   for name in names)
+    head = "".join(f"<th>{html.escape(name)}</th>" for name in COVERAGE_HEADINGS) + "".join(
+        f"<th{AGG if name in aggregate else ''}>{html.escape(name)}</th>" for name in names)
     footnotes: dict[str, int] = {}
     body = []
     for row in rows:
-        kind = "measured" if is_measured(row) else "reported"
+        kind = ("measured" if is_measured(row) else "reported") + (
+            f" {row_status(row)}" if is_marked(row) else "")
+        counts = "".join(f"<td>{html.escape(text)}</td>" for text in coverage_cells(row))
         cells = "".join(_td(row, name, name in aggregate) for name in names)
-        body.append(f'<tr class="{kind}">{_model_td(row, footnotes)}{cells}</tr>')
+        body.append(f'<tr class="{kind}">{_model_td(row, footnotes)}{counts}{cells}</tr>')
     table = (f'<table id="leaderboard"><thead><tr><th class="model">Model</th>{head}</tr>'
              f'</thead><tbody>{"".join(body)}</tbody></table>')
     return table, footnotes
@@ -267,12 +273,25 @@ def explanation_html(columns: Sequence[Column], rows: Sequence[Row]) -> str:
         "bootstrap over source videos (shared by all columns of a run), never narrower than the "
         "independent-samples normal interval. <b>Reported</b> rows (grey badge) are published "
         "numbers, without intervals; their source is in the footnotes.</p>",
+        "<p><b>Answered</b> is how many of a measured run's samples in these columns got a reply;"
+        " the others (<b>Errors</b>: the request failed; <b>Never answered</b>: the run stopped"
+        " first) score 0 like a wrong answer, as do <b>Unparseable</b> replies. A run that did"
+        " not answer enough of its samples is shaded and marked <i>incomplete</i> (its cells"
+        " that count unanswered samples carry *), or <i>failed</i> when it answered none.</p>",
+        *_warnings_html(rows),
     ]
     testsets = {str(row.get("testset", "")) for row in rows if is_measured(row)}
     if len(testsets) > 1:
         parts.append("<p><b>Warning:</b> the measured rows come from "
                      f"{len(testsets)} different test sets and are not directly comparable.</p>")
     return "".join(parts)
+
+
+def _warnings_html(rows: Sequence[Row]) -> list[str]:
+    """One warning paragraph per marked row."""
+    lines = [row_warning(row) for row in rows if is_marked(row)]
+    return [f'<p class="warning"><b>Warning:</b> {html.escape(line)}</p>' for line in lines
+            if line is not None]
 
 
 def write_html(path: str, rows: Sequence[Row], columns: Sequence[Column], title: str,

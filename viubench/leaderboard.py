@@ -3,7 +3,9 @@
 Columns come from the tasks (`Task.columns`): for the `viubench` suite the nine VIUBench
 sub-columns, then one average per task group and `Overall`, the unweighted mean of the
 sub-columns (SPEC §7). CIs come from one bootstrap over source videos shared by all columns of a
-run, so a group average's CI accounts for its columns sharing videos.
+run, so a group average's CI accounts for its columns sharing videos. Every measured row carries
+its coverage (answered / n, errors, never answered, unparseable) and a status; a run under the
+coverage threshold is marked, never shown as a plain score (`viubench.coverage`).
 """
 
 from __future__ import annotations
@@ -15,9 +17,12 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from .coverage import (DEFAULT_MIN_COVERAGE, FAILED, INCOMPLETE, INCOMPLETE_NOTE, Tally,
+                       cell_mark, failed_text, is_marked, number, outcome, row_coverage,
+                       round_down, row_fields, row_status)
 from .registry import load_tasks, suites
 from .score import ensure_scored
-from .runfolder import iter_scores
+from .runfolder import SCORES, iter_scores
 from .stats import video_bootstrap, wilson_interval
 from .task import Task
 
@@ -41,7 +46,7 @@ def layout(tasks: Mapping[str, Task], suite: str = "viubench") -> list[Column]:
     tasks' declared order; Overall averages the first suite's columns (VIUBench's nine)."""
     available = suites(tasks)
     columns = []
-    for number, name in enumerate(suite.split(",")):
+    for order, name in enumerate(suite.split(",")):
         if name not in available:
             raise ValueError(f"unknown suite {name!r}; suites: {', '.join(sorted(available))}")
         for task_name, variant in available[name]:
@@ -50,7 +55,7 @@ def layout(tasks: Mapping[str, Task], suite: str = "viubench") -> list[Column]:
             label = declared.labels.get(variant, variant) if declared else variant
             rank = declared.rank if declared else 99
             columns.append((number, rank, Column(f"{task_name}:{variant}", group, label,
-                                                 in_overall=number == 0)))
+                                                 in_overall=order == 0)))
     return [column for *_, column in sorted(columns, key=lambda item: item[:2])]
 
 
@@ -73,6 +78,10 @@ class RunScores:
     sums: dict[str, np.ndarray] = field(default_factory=dict)     # video -> [columns]
     counts: dict[str, np.ndarray] = field(default_factory=dict)
     squares: np.ndarray | None = None                             # [columns] sum of score^2
+    tally: Tally = field(init=False)                              # answered, errors, ...
+
+    def __post_init__(self) -> None:
+        self.tally = Tally(self.width)
 
     def add(self, slot: int | None, video: str, value: float) -> None:
         """Count one sample's value (score, or paired difference) in column `slot`."""
@@ -90,13 +99,17 @@ class RunScores:
 
 def load_run(rundir: str, columns: Sequence[Column], label: str | None = None,
              task_modules: Sequence[str] = ()) -> RunScores:
-    """Stream a run's scores.jsonl into per-video, per-column sums."""
+    """Stream a run's scores.jsonl into per-video, per-column sums and outcome counts."""
     header = ensure_scored(rundir, task_modules)
     run = RunScores(label or header["adapter"]["spec"], rundir, header["testset"]["hash"],
                     len(columns))
     position = {column.key: i for i, column in enumerate(columns)}
+    where = os.path.join(rundir, SCORES)
     for row in iter_scores(rundir):
-        run.add(position.get(f"{row['task']}:{row['variant']}"), row["video"], row["score"])
+        slot = position.get(f"{row['task']}:{row['variant']}")
+        if slot is not None:
+            run.add(slot, row["video"], row["score"])
+            run.tally.add(slot, *outcome(row, where))
     return run
 
 
@@ -152,11 +165,16 @@ def cell_estimates(run: RunScores, columns: Sequence[Column], seed: int = 0) -> 
     return estimates
 
 
-def run_row(run: RunScores, columns: Sequence[Column], seed: int = 0) -> dict[str, Any]:
-    """Score (x100), n, and 95% CI of every cell of one run's leaderboard row."""
+def run_row(run: RunScores, columns: Sequence[Column], seed: int = 0,
+            min_coverage: float = DEFAULT_MIN_COVERAGE) -> dict[str, Any]:
+    """Status and coverage of one run's leaderboard row, then score (x100), n, answered and
+    95% CI of every cell."""
     row: dict[str, Any] = {"model": run.label, "source": "measured", "run": run.rundir,
-                           "testset": run.testset_hash}
-    for cell in cell_estimates(run, columns, seed):
+                           "testset": run.testset_hash,
+                           **row_fields(run.tally.coverage(), min_coverage)}
+    _, weights = composite_weights(columns)
+    for cell, weighting in zip(cell_estimates(run, columns, seed), weights):
+        row[f"{cell.name} answered"] = run.tally.coverage(weighting > 0).answered
         if np.isnan(cell.value):   # a column the run has no samples in (an average over it too)
             row.update({cell.name: "", f"{cell.name} n": cell.n, f"{cell.name} ci_low": "",
                         f"{cell.name} ci_high": ""})
@@ -192,10 +210,14 @@ def cell_names(columns: Sequence[Column]) -> list[str]:
     return composite_weights(columns)[0]
 
 
+ROW_COUNTS = ["status", "coverage", "answered", "n", "errors", "missing", "parse_failures"]
+
+
 def csv_header(columns: Sequence[Column]) -> list[str]:
     names = cell_names(columns)
-    return ["model", "source", *names, *(f"{name} {suffix}" for name in names
-                                         for suffix in ("n", "ci_low", "ci_high")),
+    return ["model", "source", *ROW_COUNTS, *names,
+            *(f"{name} {suffix}" for name in names
+              for suffix in ("n", "answered", "ci_low", "ci_high")),
             "run", "testset"]
 
 
@@ -205,11 +227,16 @@ def write_csv(path: str, rows: Iterable[Mapping[str, Any]], columns: Sequence[Co
         writer = csv.DictWriter(handle, fieldnames=csv_header(columns), extrasaction="ignore")
         writer.writeheader()
         for row in rows:
-            writer.writerow({key: _fmt(value) for key, value in row.items()})
+            writer.writerow({key: _fmt(key, value) for key, value in row.items()})
 
 
-def _fmt(value: Any) -> Any:
-    return f"{value:.1f}" if isinstance(value, float) else value
+def _fmt(key: str, value: Any) -> Any:
+    """Scores with one decimal; coverage with four, rounded down (only 1.0000 is complete)."""
+    if not isinstance(value, float):
+        return value
+    if key == "coverage":
+        return round_down(value, 4)
+    return f"{value:.1f}"
 
 
 def read_csv(path: str) -> list[dict[str, Any]]:
@@ -219,35 +246,59 @@ def read_csv(path: str) -> list[dict[str, Any]]:
 
 
 def build_leaderboard(rundirs: Sequence[str], labels: Sequence[str] = (),
-                      suite: str = "viubench,mvp", extra_tasks: Sequence[str] = ()
+                      suite: str = "viubench,mvp", extra_tasks: Sequence[str] = (),
+                      min_coverage: float = DEFAULT_MIN_COVERAGE
                       ) -> tuple[list[Column], list[dict[str, Any]]]:
     """Columns and one measured row per run (runs must share a test set to be compared);
-    `extra_tasks` (module:attribute) add user tasks' columns and suites."""
+    `extra_tasks` (module:attribute) add user tasks' columns and suites; a run that answered
+    fewer than `min_coverage` of its samples is marked `incomplete` (none: `failed`)."""
     tasks = load_tasks(extra_tasks)
     columns = layout(tasks, suite)
     runs = [load_run(d, columns, labels[i] if i < len(labels) else None, extra_tasks)
             for i, d in enumerate(rundirs)]
-    return columns, [run_row(run, columns) for run in runs]
+    return columns, [run_row(run, columns, min_coverage=min_coverage) for run in runs]
+
+
+def format_cell(row: Mapping[str, Any], name: str) -> str:
+    """Plain text of a cell: '58.7 [55.1, 62.0]', '58.7' without a CI, '–' when missing;
+    in a marked row '12.5* [0.0, 30.0]' or 'failed (0/4 answered)' (`coverage.cell_mark`)."""
+    value, low, high = (number(row.get(name)), number(row.get(f"{name} ci_low")),
+                        number(row.get(f"{name} ci_high")))
+    if value is None:
+        return "–"
+    mark = cell_mark(row, name)
+    if mark == FAILED:
+        return failed_text(row, name)
+    text = f"{value:.1f}" + ("*" if mark == INCOMPLETE else "")
+    if low is None or high is None:
+        return text
+    return f"{text} [{low:.1f}, {high:.1f}]"
+
+
+def coverage_cells(row: Mapping[str, Any]) -> list[str]:
+    """Status, answered / n, errors, never answered, unparseable of a row ('–' for a reported
+    row, which has no counts)."""
+    coverage = row_coverage(row)
+    if coverage is None:
+        return [row_status(row) or "–", "–", "–", "–", "–"]
+    return [row_status(row), f"{coverage.answered}/{coverage.n}", str(coverage.errors),
+            str(coverage.missing), str(coverage.parse_failures)]
+
+
+COVERAGE_HEADINGS = ["Status", "Answered", "Errors", "Never answered", "Unparseable"]
 
 
 def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[Column]) -> str:
-    """Scores with their CIs, one row per model (measured and reported)."""
+    """Coverage and scores with their CIs, one row per model (measured and reported); a note
+    under the table when a row is marked."""
     names = cell_names(columns)
-    lines = ["| Model | Source | " + " | ".join(names) + " |",
-             "|---|---|" + "---|" * len(names)]
+    headings = ["Model", "Source", *COVERAGE_HEADINGS, *names]
+    lines = ["| " + " | ".join(headings) + " |", "|" + "---|" * len(headings)]
     for row in rows:
-        cells = [_cell(row, name) for name in names]
-        lines.append(f"| {row['model']} | {row['source']} | " + " | ".join(cells) + " |")
+        cells = [str(row["model"]), str(row["source"]), *coverage_cells(row),
+                 *(format_cell(row, name) for name in names)]
+        lines.append("| " + " | ".join(cells) + " |")
+    if any(is_marked(row) for row in rows):
+        lines += ["", INCOMPLETE_NOTE]
     return "\n".join(lines) + "\n"
-
-
-def _cell(row: Mapping[str, Any], name: str) -> str:
-    value, low, high = row.get(name, ""), row.get(f"{name} ci_low", ""), row.get(
-        f"{name} ci_high", "")
-    if value in ("", None):
-        return "–"
-    text = f"{float(value):.1f}"
-    if low not in ("", None):
-        text += f" [{float(low):.1f}, {float(high):.1f}]"
-    return text
 
