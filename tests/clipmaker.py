@@ -116,6 +116,42 @@ def vp9_webm(path: str, frames: int = 72, width: int = 160, height: int = 120,
                        options={"deadline": "realtime", "cpu-used": "8", "crf": "24", "b": "0"})
 
 
+def vp9_live_webm(path: str, frames: int = 72, width: int = 160, height: int = 120,
+                  seed: int = 16) -> str:
+    """VP9 in a live WebM (no duration, no cue index: how a browser's MediaRecorder or a
+    stream recorder writes it). A valid file that PyAV reads and decord 0.6 refuses ("Failed
+    to measure duration/frame-count due to broken metadata")."""
+    return write_video(path, "libvpx-vp9", frames, width, height, seed=seed, fmt="webm",
+                       options={"deadline": "realtime", "cpu-used": "8", "crf": "24", "b": "0"},
+                       container_options={"live": "1"})
+
+
+def rotated_mp4(path: str, rotation: int, frames: int = 64, width: int = 112,
+                height: int = 176, seed: int = 17) -> str:
+    """H.264 whose display matrix turns the stored pictures by `rotation` degrees
+    counter-clockwise (a phone's portrait clip): players show `make_frame`'s upright
+    `width` x `height` pattern, while the stored pictures lie turned the other way."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    turns = rotation // 90
+    stored_w, stored_h = (height, width) if turns % 2 else (width, height)
+    with av.open(path, "w") as container:
+        stream = container.add_stream("libx264", rate=24,
+                                      options={"preset": "ultrafast", "crf": "16"})
+        stream.width, stream.height, stream.pix_fmt = stored_w, stored_h, "yuv420p"
+        stream.time_base = Fraction(1, 24)
+        stream.set_display_rotation(rotation)
+        for index in range(frames):
+            stored = np.ascontiguousarray(np.rot90(make_frame(index, width, height, seed),
+                                                   -turns))
+            image = av.VideoFrame.from_ndarray(stored, format="rgb24").reformat(format="yuv420p")
+            image.pts, image.time_base = index, Fraction(1, 24)
+            for packet in stream.encode(image):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return path
+
+
 def av1_mkv(path: str, frames: int = 64, width: int = 160, height: int = 120,
             seed: int = 4) -> str:
     os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints its banner to stderr otherwise

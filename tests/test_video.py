@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
+import subprocess
 
 import numpy as np
 import pytest
 
 import clipmaker as cm
 from viubench.clips import read_clips
-from viubench.video import (FrameProtocol, VideoError, choose_backend, decode, fit_area, probe)
+from viubench.video import (DecordFailure, FrameProtocol, VideoError, choose_backend, decode,
+                            fit_area, probe)
 
 LO, HI = 128 * 128, 512 * 512   # the default frame-area bounds
 # FFmpeg may name the AV1 stream after the decoder it picked (see test_av1_codec_name).
@@ -203,6 +206,97 @@ def test_read_clips_auto_records_backend(clips):
         clip = read_clips(root, rel, [protocol], "auto")[protocol]
         assert clip.backend == expected
         assert [cm.read_marker(f) for f in clip.frames] == clip.indices
+
+
+def test_decord_failure_falls_back_to_pyav_only_under_auto(tmp_path):
+    """A valid VP9 file decord 0.6 refuses: auto decodes it with PyAV and says so; an
+    explicit --decoder decord stays an error naming decord's reason."""
+    pytest.importorskip("decord")
+    cm.vp9_live_webm(str(tmp_path / "live.webm"))
+    info, indices, size, reference = _decoded(str(tmp_path / "live.webm"))
+    assert [cm.read_marker(f) for f in reference] == indices     # PyAV reads every frame
+    with pytest.raises(DecordFailure, match="decord failed: .*broken metadata"):
+        decode(info, indices, size, "decord")                    # ... decord really fails
+    protocol = FrameProtocol()
+    clip = read_clips(str(tmp_path), "live.webm", [protocol], "auto")[protocol]
+    assert clip.backend == "pyav" and np.array_equal(clip.frames, reference)
+    with pytest.raises(VideoError, match=r"^decord failed: .*\(--decoder auto falls back to"):
+        read_clips(str(tmp_path), "live.webm", [protocol], "decord")
+
+
+def test_decord_reasons_carry_no_log_prefix(tmp_path):
+    pytest.importorskip("decord")
+    cm.vp9_live_webm(str(tmp_path / "live.webm"))
+    info = probe(str(tmp_path / "live.webm"))
+    with pytest.raises(DecordFailure) as caught:
+        decode(info, [0], (160, 120), "decord")
+    # decord's text is "[hh:mm:ss] /.../video_reader.cc:N: [<path>] Failed to measure ...".
+    assert str(caught.value) == ("decord failed: Failed to measure duration/frame-count due to"
+                                 " broken metadata.")
+
+
+# --- display rotation -----------------------------------------------------------------------
+
+ROTATED_W, ROTATED_H = 112, 176    # the displayed (upright) size; its area needs no resize
+
+
+@pytest.fixture(scope="module")
+def rotated(tmp_path_factory) -> dict[int, str]:
+    folder = tmp_path_factory.mktemp("rotated")
+    return {r: cm.rotated_mp4(str(folder / f"rot{r}.mp4"), r) for r in (0, 90, 180, 270)}
+
+
+def upright(indices, seed: int = 17) -> np.ndarray:
+    return np.stack([cm.make_frame(i, ROTATED_W, ROTATED_H, seed) for i in indices])
+
+
+@pytest.mark.parametrize("rotation", [0, 90, 180, 270])
+@pytest.mark.parametrize("backend", ["pyav", "decord"])
+def test_rotated_video_gives_upright_frames(rotated, rotation, backend):
+    """The stored pictures lie turned; the frames are the upright pattern, pixel for pixel
+    (up to compression), at the displayed size."""
+    if backend == "decord":
+        pytest.importorskip("decord")
+    info = probe(rotated[rotation])
+    assert (info.rotation, info.width, info.height) == (rotation, ROTATED_W, ROTATED_H)
+    protocol = FrameProtocol()
+    root, rel = os.path.split(rotated[rotation])
+    clip = read_clips(root, rel, [protocol], backend)[protocol]
+    assert clip.size == (ROTATED_W, ROTATED_H) and clip.backend == backend
+    assert np.abs(clip.frames.astype(np.int16) - upright(clip.indices)).mean() < 4.0
+    assert [cm.read_marker(f) for f in clip.frames] == clip.indices
+
+
+def test_players_show_the_rotated_clip_upright(rotated):
+    """Ground truth from a player: the ffmpeg command line turns the picture by the display
+    matrix too, so the clip maker's file really shows the upright pattern."""
+    if not shutil.which("ffmpeg"):
+        pytest.skip("the ffmpeg command line is not installed")
+    for rotation in (90, 270):
+        shown = subprocess.run(["ffmpeg", "-loglevel", "error", "-i", rotated[rotation],
+                                "-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
+                               capture_output=True, check=True, timeout=60).stdout
+        frame = np.frombuffer(shown, np.uint8).reshape(ROTATED_H, ROTATED_W, 3)
+        assert np.abs(frame.astype(np.int16) - upright([0])[0]).mean() < 4.0
+
+
+def test_mirroring_display_matrix_is_refused(tmp_path):
+    import av
+
+    path = str(tmp_path / "mirrored.mp4")
+    with av.open(path, "w") as container:
+        stream = container.add_stream("libx264", rate=24, options={"preset": "ultrafast"})
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.set_display_rotation(0, hflip=True)
+        for index in range(4):
+            frame = av.VideoFrame.from_ndarray(cm.make_frame(index, 64, 48), format="rgb24")
+            frame.pts = index
+            for packet in stream.encode(frame.reformat(format="yuv420p")):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    with pytest.raises(VideoError, match="display matrix mirrors the picture"):
+        probe(path)
 
 
 # --- fit_area -------------------------------------------------------------------------------

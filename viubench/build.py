@@ -79,17 +79,27 @@ class BuildObserver(Protocol):
 
 
 def discover(root: str, exclude: str | None = None) -> list[str]:
-    """Every non-hidden regular file under `root`, as sorted relative paths."""
+    """Every non-hidden entry under `root` that is not a folder walked into, as sorted relative
+    paths: the regular files, and also whatever cannot be a video (a FIFO, a device, a broken
+    or looping symlink, a symlinked folder, a folder that cannot be listed), so that reading it
+    records its precise reason (`video.check_regular_file`) instead of it vanishing. Nothing
+    is opened here; symlinked folders are not followed."""
     if not os.path.isdir(root):
         raise FileNotFoundError(f"video folder {root} does not exist")
     exclude = os.path.abspath(exclude) if exclude else None
+    unlisted: list[OSError] = []
     found = []
-    for folder, dirs, files in os.walk(root):
+    for folder, dirs, files in os.walk(root, onerror=unlisted.append):
         dirs[:] = [d for d in dirs if not d.startswith(".")
                    and os.path.abspath(os.path.join(folder, d)) != exclude]
-        found += [os.path.relpath(os.path.join(folder, f), root) for f in files
-                  if not f.startswith(".")]
-    return sorted(found)
+        links = [d for d in dirs if os.path.islink(os.path.join(folder, d))]
+        found += [os.path.join(folder, name) for name in links + files
+                  if not name.startswith(".")]
+    for error in unlisted:
+        if os.path.abspath(str(error.filename)) == os.path.abspath(root):
+            raise PermissionError(f"video folder {root} cannot be listed: {error.strerror}")
+        found.append(str(error.filename))
+    return sorted(os.path.relpath(path, root) for path in found)
 
 
 class Donors:

@@ -60,10 +60,16 @@ def part_record(part: Part, path_of: PathOf) -> dict[str, Any]:
 
 
 def video_record(clip: Clip) -> dict[str, Any]:
+    """The source video as the frames show it: width and height are the displayed ones; a
+    video players turn (display matrix) records `rotation`, degrees counter-clockwise, which
+    is absent for an upright one (so records of unrotated videos are as before)."""
     info = clip.info
-    return {"path": clip.video_path, "hash": clip.video_hash, "codec": info.codec,
-            "width": info.width, "height": info.height, "frame_count": info.frame_count,
-            "fps": info.fps, "duration": info.duration}
+    record = {"path": clip.video_path, "hash": clip.video_hash, "codec": info.codec,
+              "width": info.width, "height": info.height, "frame_count": info.frame_count,
+              "fps": info.fps, "duration": info.duration}
+    if info.rotation:
+        record["rotation"] = info.rotation
+    return record
 
 
 def make_record(task: Task, variant: str, clip: Clip, draws: Mapping[str, Any], seed: int,

@@ -3,12 +3,18 @@
 PyAV is the reference backend (it reads every container and codec FFmpeg knows). decord is an
 optional faster backend used only for the codecs it decodes correctly; the backend actually used
 is returned with every decode and recorded by the caller, never swapped silently.
+
+Frames are given as players show them: the display matrix FFmpeg attaches to decoded frames
+(a phone's "rotate 90") is applied, and the sizes are the displayed ones.
 """
 
 from __future__ import annotations
 
+import errno
 import math
 import os
+import re
+import stat
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -30,6 +36,10 @@ class FrameCountMismatch(VideoError):
         self.decoded = decoded
 
 
+class DecordFailure(VideoError):
+    """decord failed on a video (it raised, miscounted the frames or gave the wrong shape)."""
+
+
 @dataclass(frozen=True)
 class VideoInfo:
     """What a cheap demux pass tells about a video file."""
@@ -41,6 +51,8 @@ class VideoInfo:
     frame_count: int
     fps: float
     duration: float
+    rotation: int = 0   # degrees counter-clockwise players turn the picture: 0, 90, 180, 270;
+                        # width and height above are the displayed (turned) ones
 
 
 @dataclass(frozen=True)
@@ -138,10 +150,65 @@ def _evens_around(value: float) -> list[int]:
     return sorted({max(2, 2 * math.floor(value / 2)), max(2, 2 * math.ceil(value / 2))})
 
 
+NOT_REGULAR = ((stat.S_ISFIFO, "FIFO"), (stat.S_ISCHR, "character device"),
+               (stat.S_ISBLK, "block device"), (stat.S_ISSOCK, "socket"))
+
+
+def check_regular_file(path: str) -> None:
+    """VideoError with the precise reason if `path` is not a readable regular file (directly or
+    through symlinks). Only a regular file is ever opened: a FIFO would block the reader, a
+    device such as /dev/zero never ends."""
+    try:
+        link = stat.S_ISLNK(os.lstat(path).st_mode)
+        info = os.stat(path)
+    except OSError as error:
+        raise VideoError(_lookup_problem(path, error)) from error
+    via = f" (symlink to {os.readlink(path)})" if link else ""
+    if stat.S_ISDIR(info.st_mode):
+        raise VideoError(_folder_problem(path, link))
+    kind = next((name for test, name in NOT_REGULAR if test(info.st_mode)), None)
+    if not stat.S_ISREG(info.st_mode):
+        raise VideoError(f"not a regular file: {kind or 'unknown file type'}{via}")
+    try:
+        os.close(os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)))
+    except PermissionError as error:
+        raise VideoError(f"permission denied: cannot read the file{via}") from error
+
+
+def _lookup_problem(path: str, error: OSError) -> str:
+    """Why os.stat failed on `path`: a missing file, a dangling or looping symlink, a folder
+    on the way that may not be searched."""
+    if error.errno == errno.ELOOP:
+        return "symlink loop (following the links never reaches a file)"
+    if isinstance(error, PermissionError):
+        return "permission denied: cannot reach the file"
+    if os.path.islink(path):
+        if error.errno == errno.ENOENT:
+            return f"broken symlink: its target {os.readlink(path)} does not exist"
+        return f"cannot follow the symlink: {error.strerror}"
+    if error.errno == errno.ENOENT:
+        return "file not found"
+    return f"cannot look at the file: {error.strerror}"
+
+
+def _folder_problem(path: str, link: bool) -> str:
+    try:
+        os.scandir(path).close()
+    except PermissionError:
+        return "permission denied: cannot list this folder (none of its videos are read)"
+    except OSError as error:
+        return f"cannot list this folder: {error.strerror} (none of its videos are read)"
+    if link:
+        return f"symlink to a folder ({os.readlink(path)}): symlinked folders are not followed"
+    return "a folder, not a video file"
+
+
 def probe(path: str) -> VideoInfo:
-    """Open `path`, find its video stream and count its frames by demuxing (no decoding)."""
+    """Open `path`, find its video stream and count its frames by demuxing; decode the first
+    frame only for its display rotation."""
     import av
 
+    check_regular_file(path)
     if os.path.getsize(path) == 0:
         raise VideoError("empty file (0 bytes)")
     try:
@@ -158,12 +225,54 @@ def probe(path: str) -> VideoInfo:
             fps = _frame_rate(count, fps, duration)
             # The codec's canonical name ("av1"), not the decoder's ("libdav1d").
             codec = stream.codec_context.codec.canonical_name
-            info = VideoInfo(path, codec, stream.width, stream.height, count, fps, duration)
+            width, height = stream.width, stream.height
+        rotation = _first_frame_rotation(path) if count else 0
     except av.FFmpegError as error:
         raise VideoError(f"PyAV cannot read it: {error}") from error
+    if rotation in (90, 270):
+        width, height = height, width
+    info = VideoInfo(path, codec, width, height, count, fps, duration, rotation)
     if info.frame_count == 0 or info.width == 0:
         raise VideoError("the video stream holds no frames")
     return info
+
+
+def _first_frame_rotation(path: str) -> int:
+    """The display rotation of the video's first decodable frame (0 if none decodes: the
+    decode proper then reports why)."""
+    import av
+
+    with av.open(path) as container:
+        try:
+            frame = next(container.decode(container.streams.video[0]), None)
+        except av.FFmpegError:
+            return 0
+    return 0 if frame is None else frame_rotation(frame)
+
+
+def frame_rotation(frame) -> int:
+    """Degrees (0, 90, 180, 270) a decoded PyAV frame's display matrix turns the picture
+    counter-clockwise, as FFmpeg's players apply it; VideoError for a matrix that mirrors the
+    picture or turns it by other than quarter turns."""
+    from av.sidedata.sidedata import Type
+
+    found = [data for data in frame.side_data if data.type == Type.DISPLAYMATRIX]
+    if not found:
+        return 0
+    matrix = np.frombuffer(bytes(found[0]), dtype=np.int32)
+    if matrix.size < 9:
+        raise VideoError(f"malformed display matrix ({matrix.size} of 9 values)")
+    a, b, c, d = (int(v) for v in matrix[[0, 1, 3, 4]])
+    if a * d - b * c < 0:
+        raise VideoError("the display matrix mirrors the picture (unsupported)")
+    if a == b == 0:
+        raise VideoError("malformed display matrix (it scales the picture to nothing)")
+    degrees = -math.degrees(math.atan2(b, a))   # FFmpeg's av_display_rotation_get
+    quarter = round(degrees / 90) * 90
+    if abs(degrees - quarter) > 1:
+        raise VideoError(f"the display matrix turns the picture by {degrees:.0f} degrees;"
+                         " only quarter turns are supported")
+    return quarter % 360
 
 
 def _demux_count(container, stream) -> tuple[int, float]:
@@ -223,17 +332,22 @@ def _has_decord() -> bool:
 
 def decode(info: VideoInfo, indices: Sequence[int], size: tuple[int, int],
            backend: str) -> np.ndarray:
-    """Decode the frames at `indices` (sorted, unique) resized to `size`; uint8 [n, h, w, 3]."""
+    """Decode the frames at `indices` (sorted, unique) as displayed (`info.rotation` applied),
+    resized to `size` (displayed width, height); uint8 [n, h, w, 3]."""
     if backend == "decord":
         return _decode_decord(info, indices, size)
     return _decode_pyav(info, indices, size)
 
 
 def _decode_pyav(info: VideoInfo, indices: Sequence[int], size: tuple[int, int]) -> np.ndarray:
+    """Each frame is resized at its stored orientation, then turned as its display matrix
+    says; a frame whose matrix differs from the first frame's is an error (the sizes were
+    chosen for that one)."""
     import av
 
     wanted = {index: slot for slot, index in enumerate(indices)}
     out = np.empty((len(indices), size[1], size[0], 3), dtype=np.uint8)
+    stored = (size[1], size[0]) if info.rotation in (90, 270) else size
     found = 0
     decoded = 0
     try:
@@ -242,10 +356,16 @@ def _decode_pyav(info: VideoInfo, indices: Sequence[int], size: tuple[int, int])
             stream.thread_type = "AUTO"
             for decoded, frame in enumerate(container.decode(stream), start=1):
                 slot = wanted.get(decoded - 1)
-                if slot is not None:
-                    out[slot] = frame.to_ndarray(width=size[0], height=size[1], format="rgb24",
-                                                 interpolation="AREA")
-                    found += 1
+                if slot is None:
+                    continue
+                if frame_rotation(frame) != info.rotation:
+                    raise VideoError(f"the display rotation changes at frame {decoded - 1}"
+                                     f" ({frame_rotation(frame)} degrees where the first frame"
+                                     f" has {info.rotation})")
+                picture = frame.to_ndarray(width=stored[0], height=stored[1], format="rgb24",
+                                           interpolation="AREA")
+                out[slot] = np.rot90(picture, info.rotation // 90)
+                found += 1
     except av.FFmpegError as error:
         raise VideoError(f"decoding failed after frame {decoded}: {error}") from error
     if decoded != info.frame_count:
@@ -255,16 +375,34 @@ def _decode_pyav(info: VideoInfo, indices: Sequence[int], size: tuple[int, int])
     return out
 
 
-def _decode_decord(info: VideoInfo, indices: Sequence[int], size: tuple[int, int]) -> np.ndarray:
-    import decord
+_DECORD_LOG_PREFIX = re.compile(r"^\[[\d:]+\] \S+:\d+: ")   # "[15:09:54] video_reader.cc:270: "
 
+
+def _decord_reason(error: Exception, path: str) -> str:
+    """The first line of a decord error without its log time, source line and file name (the
+    caller names the file), so the same failure always reads the same."""
+    lines = str(error).strip().splitlines() or [type(error).__name__]
+    return _DECORD_LOG_PREFIX.sub("", lines[0]).replace(f"[{path}] ", "")
+
+
+def _decode_decord(info: VideoInfo, indices: Sequence[int], size: tuple[int, int]) -> np.ndarray:
+    """decord turns rotated videos itself (from the same display matrix) and takes the
+    displayed size; its output shape is checked, and anything it raises is a DecordFailure."""
     try:
+        import decord
+
         reader = decord.VideoReader(info.path, ctx=decord.cpu(0), width=size[0], height=size[1],
                                     num_threads=0)
         if len(reader) != info.frame_count:
-            raise VideoError(f"decord counts {len(reader)} frames where the container holds"
-                             f" {info.frame_count}; use --decoder pyav")
+            raise DecordFailure(f"decord counts {len(reader)} frames where the container"
+                                f" holds {info.frame_count}")
         frames = reader.get_batch(list(indices)).asnumpy()
-    except decord.DECORDError as error:
-        raise VideoError(f"decord failed: {error}") from error
+    except DecordFailure:
+        raise
+    except Exception as error:   # decord raises DECORDError, RuntimeError, IndexError, ...
+        raise DecordFailure(f"decord failed: {_decord_reason(error, info.path)}") from error
+    expected = (len(indices), size[1], size[0], 3)
+    if frames.shape != expected:
+        raise DecordFailure(f"decord gave frames of shape {tuple(frames.shape)}, not the"
+                            f" displayed {expected}")
     return np.ascontiguousarray(frames, dtype=np.uint8)
