@@ -10,6 +10,7 @@ import threading
 from user_task import PlaybackDirection
 
 STALL_VIDEO = "VIUBENCH_TEST_STALL_VIDEO"   # environment: the video (relative path) to hang on
+STALL_MARK = "VIUBENCH_TEST_STALL_MARK"     # environment: a file created when the hang begins
 HANG_SECONDS = 300                           # a hung build still ends, should nobody kill it
 
 
@@ -18,6 +19,8 @@ class StallingDirection(PlaybackDirection):
 
     def draw(self, rng, clip, variant, donors):
         if os.environ.get(STALL_VIDEO) == clip.video_path:
+            if os.environ.get(STALL_MARK):
+                open(os.environ[STALL_MARK], "w").close()
             threading.Event().wait(HANG_SECONDS)
         return super().draw(rng, clip, variant, donors)
 

@@ -17,11 +17,13 @@ from typing import Any, Iterable, Iterator, Protocol, Sequence
 
 from . import __version__
 from .clips import read_clips
+from .folderlock import exclusive
 from .media import MediaStore
+from .processes import die_with_parent
 from .registry import load_tasks
 from .render import FramePaths, make_record
-from .records import (append_jsonl, canonical_json, derive_rng, read_jsonl, truncate_lines,
-                      write_json)
+from .records import (append_jsonl, canonical_json, derive_rng, read_json, read_jsonl,
+                      truncate_lines, write_json)
 from .task import Clip, DonorSource, Task, TaskSkip
 from .testset import BUILD, SAMPLES, VIDEOS
 from .video import FrameProtocol, VideoError
@@ -210,7 +212,8 @@ def _ordered(spec: BuildSpec, out: str, todo: Sequence[str], candidates: Sequenc
     if workers <= 1:
         yield from _in_process(spec, out, todo, candidates)
         return
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn"),
+                             initializer=die_with_parent) as pool:
         pending = []
         for rel in todo:
             pending.append(pool.submit(process_video, spec, out, rel, candidates))
@@ -253,7 +256,16 @@ def _written(result: VideoResult, store: MediaStore) -> VideoResult:
 
 def build(spec: BuildSpec, out: str, limit: int | None = None, workers: int = 1,
           observer: BuildObserver | None = None) -> dict[str, Any]:
-    """Build (or resume building) the test set in `out`; returns the final build.json."""
+    """Build (or resume building) the test set in `out`; returns the final build.json.
+
+    `out` is locked while it is written (a second build into it stops at once), and worker
+    processes die with this one."""
+    with exclusive(out, "build"):
+        return _build_locked(spec, out, limit, workers, observer)
+
+
+def _build_locked(spec: BuildSpec, out: str, limit: int | None, workers: int,
+                  observer: BuildObserver | None) -> dict[str, Any]:
     candidates = discover(spec.videos, exclude=out)
     todo = candidates[:limit] if limit else candidates
     os.makedirs(out, exist_ok=True)
@@ -292,8 +304,7 @@ def _resume_state(spec: BuildSpec, out: str) -> list[dict[str, Any]]:
             if os.path.exists(os.path.join(out, name)):
                 raise ValueError(f"{out} holds {name} but no {BUILD}; use an empty folder")
         return []
-    with open(build_path, encoding="utf-8") as handle:
-        previous = json.load(handle)
+    previous = read_json(build_path)
     if previous.get("spec") != spec.as_json():
         raise ValueError(f"{out} holds a build with different settings ({build_path});"
                          " use a new --out folder or the same settings")

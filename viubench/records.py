@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import random
+import stat
 from typing import Any, Iterator, Mapping
 
 
@@ -65,16 +66,67 @@ def append_jsonl(handle, record: Mapping[str, Any]) -> None:
     handle.flush()
 
 
-def read_jsonl(path: str) -> Iterator[dict[str, Any]]:
-    """Records of a JSONL file; a torn last line (crash while writing) is ignored."""
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.endswith("\n"):
-                return
-            try:
-                yield json.loads(line)
-            except json.JSONDecodeError as error:
-                raise ValueError(f"{path}:{number}: not a JSON record ({error})") from error
+MAX_LINE_BYTES = 16 << 20   # no record viubench writes comes near this; a longer line is hostile
+
+
+def read_jsonl(path: str, torn_ok: bool = True,
+               max_line: int = MAX_LINE_BYTES) -> Iterator[dict[str, Any]]:
+    """Records of a JSONL file, each a JSON object on its own line.
+
+    A torn last line (no newline: a crash while writing) is ignored where `torn_ok` (files that
+    are resumed), else an error. A line that is not a JSON object, or longer than `max_line`
+    bytes (read no further than that), is an error naming the file and line. Only regular files
+    are opened (a FIFO would block, a device never ends).
+    """
+    _require_regular(path)
+    with open(path, "rb") as handle:
+        for number, line in enumerate(iter(lambda: handle.readline(max_line + 1), b""), 1):
+            if len(line) > max_line:
+                raise ValueError(f"{path}:{number}: a record longer than {max_line} bytes")
+            if not line.endswith(b"\n"):
+                if torn_ok:
+                    return
+                raise ValueError(f"{path}:{number}: the last line is cut off (no newline):"
+                                 " the file is incomplete")
+            yield _record(path, number, line)
+
+
+def _record(path: str, number: int, line: bytes) -> dict[str, Any]:
+    try:
+        record = json.loads(line)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path}:{number}: not a JSON record ({error})") from None
+    if not isinstance(record, dict):
+        raise ValueError(f"{path}:{number}: not a JSON record (a {type(record).__name__})")
+    return record
+
+
+def _require_regular(path: str) -> None:
+    """FileNotFoundError, or ValueError unless `path` is (a link to) a regular file."""
+    mode = os.stat(path).st_mode
+    if not stat.S_ISREG(mode):
+        raise ValueError(f"{path}: not a regular file ({file_kind(mode)})")
+
+
+def file_kind(mode: int) -> str:
+    """What a non-regular file is, in words."""
+    kinds = [(stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+             (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"),
+             (stat.S_ISDIR, "a folder"), (stat.S_ISREG, "a regular file")]
+    return next((name for test, name in kinds if test(mode)), "a special file")
+
+
+def read_json(path: str, max_bytes: int = MAX_LINE_BYTES * 4) -> Any:
+    """A JSON document from a regular file of at most `max_bytes`."""
+    _require_regular(path)
+    with open(path, "rb") as handle:
+        data = handle.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise ValueError(f"{path}: larger than {max_bytes} bytes")
+    try:
+        return json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path}: not JSON ({error})") from None
 
 
 def truncate_lines(path: str, keep: int) -> None:

@@ -21,7 +21,7 @@ from typing import Any, Iterator, Mapping, Sequence, TypedDict
 
 from . import __version__
 from .records import append_jsonl, file_hash, read_jsonl, replaced, write_json
-from .testset import SAMPLES, load_build
+from .testset import load_build, samples_path
 
 PREDICTIONS, SCORES, RESULTS = "predictions.jsonl", "scores.jsonl", "results.json"
 
@@ -60,7 +60,7 @@ class ScoreRecord(TypedDict):
 
 def testset_fingerprint(testset: str) -> dict[str, Any]:
     build = load_build(testset)
-    return {"path": os.path.abspath(testset), "hash": file_hash(os.path.join(testset, SAMPLES)),
+    return {"path": os.path.abspath(testset), "hash": file_hash(samples_path(testset)),
             "samples": build["samples"], "tool_version": build["tool_version"]}
 
 

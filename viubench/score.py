@@ -10,20 +10,20 @@ parsed value and parse error is recorded in `scores.jsonl`.
 
 from __future__ import annotations
 
-import os
 import warnings
 from collections import defaultdict
 from typing import Any, Mapping, Sequence
 
 from . import __version__
 from .answers import LENIENT, STRICT
+from .folderlock import exclusive
 from .registry import load_tasks, task_of
 from .runfolder import (ScoreRecord, latest, predictions_hash, read_header, read_run, run_scope,
                         scores_writer, stale_reason, write_results, write_score)
 from .records import file_hash
 from .stats import score_interval
 from .task import Parsed, Task
-from .testset import SAMPLES, iter_samples
+from .testset import iter_samples, samples_path
 
 
 def reply_outcome(task: Task, text: str, variant: str, answer: str) -> dict[str, Any]:
@@ -70,14 +70,21 @@ def _run_tasks(header: Mapping[str, Any], testset: str | None,
     """The test set a run answered (checked by hash) and the tasks that can score it: built-in,
     installed, or the user's `task_modules`; never modules the test set names."""
     testset = testset or header["testset"]["path"]
-    if file_hash(os.path.join(testset, SAMPLES)) != header["testset"]["hash"]:
+    if file_hash(samples_path(testset)) != header["testset"]["hash"]:
         raise ValueError(f"{testset} is not the test set this run answered (hash differs)")
     return testset, load_tasks(task_modules)
 
 
 def score_run(rundir: str, testset: str | None = None,
               task_modules: Sequence[str] = ()) -> dict[str, Any]:
-    """Write `scores.jsonl` and `results.json` for a run folder; returns the results."""
+    """Write `scores.jsonl` and `results.json` for a run folder; returns the results. The
+    folder is locked meanwhile: a run still being written is not scored."""
+    with exclusive(rundir, "score"):
+        return _score_locked(rundir, testset, task_modules)
+
+
+def _score_locked(rundir: str, testset: str | None,
+                  task_modules: Sequence[str]) -> dict[str, Any]:
     header, predictions = read_run(rundir)
     if header is None:
         raise ValueError(f"{rundir} holds no run (no predictions.jsonl header)")

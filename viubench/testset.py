@@ -8,16 +8,22 @@
 
 `viubench.build` writes it, `viubench.verify` re-derives it from the source videos; everything
 else reads it through the functions here.
+
+A test set is untrusted input (it may come from anywhere). Reading it is contained: every record
+is checked for shape and size, a cut-off or garbage line is an error naming file and line, a
+duplicate id is refused, and every media path must name a regular file of bounded size inside
+the folder (no absolute path, no `..`, no link leading out), before anything is read or sent.
+Only regular files are opened. Nothing a test set names is imported (`viubench.registry`).
 """
 
 from __future__ import annotations
 
 import itertools
-import json
 import os
+import stat
 from typing import Any, Iterator, TypedDict
 
-from .records import read_jsonl
+from .records import file_kind, read_json, read_jsonl
 
 SAMPLES, VIDEOS, BUILD = "samples.jsonl", "videos.jsonl", "build.json"
 
@@ -41,15 +47,145 @@ class SampleRecord(TypedDict):
     prompt_set: str
 
 
+MAX_SAMPLE_BYTES = 4 << 20    # a 48-frame sample record is ~5 KB; MVP pools stay far below this
+MAX_MEDIA_BYTES = 32 << 20    # one JPEG frame
+MAX_BUILD_BYTES = 256 << 20   # build.json lists every skipped video
+
+
+class BadTestSet(ValueError):
+    """A test set that cannot be used as it is; the message names the file and the reason."""
+
+
 def load_build(testset: str) -> dict[str, Any]:
     path = os.path.join(testset, BUILD)
     if not os.path.exists(path):
         raise FileNotFoundError(f"{testset} is not a viubench test set (no {BUILD})")
-    with open(path, encoding="utf-8") as handle:
-        return json.load(handle)
+    build = read_json(path, MAX_BUILD_BYTES)
+    if not isinstance(build, dict) or not isinstance(build.get("spec"), dict):
+        raise BadTestSet(f"{path}: not a viubench build record")
+    return build
+
+
+def samples_path(testset: str) -> str:
+    """samples.jsonl of a test set, checked to be a regular file (hashing a FIFO would hang)."""
+    path = os.path.join(testset, SAMPLES)
+    next(read_jsonl(path, max_line=MAX_SAMPLE_BYTES), None)
+    return path
 
 
 def iter_samples(testset: str, limit: int | None = None) -> Iterator[SampleRecord]:
-    """Sample records in file order; with `limit`, the first `limit` (a run's scope)."""
-    records: Iterator[Any] = read_jsonl(os.path.join(testset, SAMPLES))
-    return itertools.islice(records, limit)
+    """Checked sample records in file order; with `limit`, the first `limit` (a run's scope).
+
+    Raises BadTestSet (one line: file, line, reason) at the first record that is malformed,
+    oversized, a duplicate, cut off, or names media outside the folder or not a regular file.
+    """
+    path = os.path.join(testset, SAMPLES)
+    media = _MediaCheck(testset)
+    first_line: dict[str, int] = {}
+    records = read_jsonl(path, torn_ok=False, max_line=MAX_SAMPLE_BYTES)
+    for number, record in enumerate(itertools.islice(_reported(records), limit), start=1):
+        where = f"{path}:{number}"
+        sample = _checked_record(record, where)
+        if sample["id"] in first_line:
+            raise BadTestSet(f"{where}: sample id {sample['id']} repeats line"
+                             f" {first_line[sample['id']]}")
+        first_line[sample["id"]] = number
+        for rel in media_paths(sample):
+            media.check(rel, where)
+        yield sample
+
+
+def _reported(records: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """The records, with a reading error re-raised as BadTestSet."""
+    try:
+        yield from records
+    except ValueError as error:
+        raise BadTestSet(str(error)) from None
+
+
+_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "id": str, "task": str, "variant": str, "answer": str, "prompt": list, "video": dict,
+    "frames": dict, "draws": dict, "seed": int, "replica": int}
+
+
+def _checked_record(record: dict[str, Any], where: str) -> SampleRecord:
+    for name, kind in _FIELDS.items():
+        if not isinstance(record.get(name), kind):
+            raise BadTestSet(f"{where}: field {name!r} missing or not a"
+                             f" {getattr(kind, '__name__', kind)}")
+    if not isinstance(record["video"].get("path"), str) or not record["id"]:
+        raise BadTestSet(f"{where}: no sample id or video path")
+    for part in record["prompt"]:
+        if not isinstance(part, dict) or part.get("type") not in PART_TYPES:
+            raise BadTestSet(f"{where}: a prompt part of no known type"
+                             f" ({str(part)[:60]!r})")
+    return record  # type: ignore[return-value]  # checked above
+
+
+PART_TYPES = ("text", "image", "video")
+
+
+def media_paths(sample: SampleRecord) -> Iterator[Any]:
+    """Every media path a sample's prompt names, as stored (relative to the test set)."""
+    for part in sample["prompt"]:
+        if part.get("type") == "image":
+            yield part.get("image")
+        elif part.get("type") == "video":
+            frames = part.get("frames")
+            yield from frames if isinstance(frames, list) else [frames]
+
+
+class _MediaCheck:
+    """Checks media paths against one test-set folder; remembers the folders and files it has
+    passed (frames are shared by many samples of a video)."""
+
+    def __init__(self, testset: str) -> None:
+        self.root = os.path.realpath(testset)
+        self.folders: dict[str, bool] = {}
+        self.files: set[str] = set()
+
+    def check(self, rel: Any, where: str) -> None:
+        if rel in self.files:
+            return
+        problem = self._problem(rel)
+        if problem:
+            raise BadTestSet(f"{where}: media path {str(rel)[:200]!r}: {problem}")
+        if len(self.files) > 100_000:
+            self.files.clear()
+        self.files.add(rel)
+
+    def _problem(self, rel: Any) -> str | None:
+        if not isinstance(rel, str) or not rel or "\0" in rel:
+            return "not a file name"
+        if os.path.isabs(rel) or rel.startswith(("/", "\\")):
+            return "an absolute path (media must lie inside the test-set folder)"
+        parts = rel.replace("\\", "/").split("/")
+        if any(part in ("", ".", "..") for part in parts):
+            return "not a plain relative path (no '..', '.' or empty parts)"
+        path = os.path.join(self.root, rel)
+        folder = os.path.dirname(path)
+        if folder not in self.folders:
+            self.folders[folder] = _inside(os.path.realpath(folder), self.root)
+        if not self.folders[folder]:
+            return "its folder leads outside the test-set folder"
+        return _file_problem(path, self.root)
+
+
+def _file_problem(path: str, root: str) -> str | None:
+    try:
+        if os.path.islink(path) and not _inside(os.path.realpath(path), root):
+            return "a link leading outside the test-set folder"
+        info = os.stat(path)
+    except FileNotFoundError:
+        return "no such file"
+    except OSError as error:
+        return error.strerror or str(error)
+    if not stat.S_ISREG(info.st_mode):
+        return f"not a regular file ({file_kind(info.st_mode)})"
+    if info.st_size > MAX_MEDIA_BYTES:
+        return f"larger than {MAX_MEDIA_BYTES} bytes"
+    return None
+
+
+def _inside(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
