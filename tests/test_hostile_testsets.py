@@ -114,7 +114,7 @@ def test_dev_zero_and_fifo(hostile, tmp_path):
     _every_command_refuses(hostile, tmp_path, "a link leading outside")
     os.remove(hostile / frame)
     os.mkfifo(hostile / frame)     # opening it would block forever
-    _every_command_refuses(hostile, tmp_path, "not a regular file (a FIFO)")
+    _every_command_refuses(hostile, tmp_path, "not a regular file: FIFO")
 
 
 def test_fifo_or_device_instead_of_samples_file(hostile, tmp_path):
@@ -123,7 +123,7 @@ def test_fifo_or_device_instead_of_samples_file(hostile, tmp_path):
     for done in (viubench("eval", "--testset", str(hostile), "--model", "constant text=1",
                           "--out", str(tmp_path / "run")),
                  viubench("verify", str(hostile))):
-        _one_error(done, "samples.jsonl", "not a regular file (a FIFO)")
+        _one_error(done, "samples.jsonl", "not a regular file: FIFO")
 
 
 def test_a_link_inside_the_folder_is_fine(hostile):

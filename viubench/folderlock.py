@@ -2,7 +2,8 @@
 
 The lock is `fcntl.flock` on `.viubench.lock` inside the folder, so the kernel releases it when
 the holder exits in any way (even SIGKILL); while held, the file says who holds it (pid,
-purpose, start time) for the message a second writer gets, and it is emptied on release. Platforms without `fcntl` run unlocked.
+purpose, start time) for the message a second writer gets, and it is emptied on release.
+Platforms without `fcntl` run unlocked.
 """
 
 from __future__ import annotations

@@ -105,15 +105,15 @@ def _require_regular(path: str) -> None:
     """FileNotFoundError, or ValueError unless `path` is (a link to) a regular file."""
     mode = os.stat(path).st_mode
     if not stat.S_ISREG(mode):
-        raise ValueError(f"{path}: not a regular file ({file_kind(mode)})")
+        raise ValueError(f"{path}: not a regular file: {file_kind(mode)}")
 
 
 def file_kind(mode: int) -> str:
-    """What a non-regular file is, in words."""
-    kinds = [(stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
-             (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"),
-             (stat.S_ISDIR, "a folder"), (stat.S_ISREG, "a regular file")]
-    return next((name for test, name in kinds if test(mode)), "a special file")
+    """What kind of file a mode is, in words ("FIFO", "character device", ...)."""
+    kinds = [(stat.S_ISFIFO, "FIFO"), (stat.S_ISCHR, "character device"),
+             (stat.S_ISBLK, "block device"), (stat.S_ISSOCK, "socket"),
+             (stat.S_ISDIR, "folder"), (stat.S_ISREG, "regular file")]
+    return next((name for test, name in kinds if test(mode)), "unknown file type")
 
 
 def read_json(path: str, max_bytes: int = MAX_LINE_BYTES * 4) -> Any:

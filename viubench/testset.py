@@ -181,7 +181,7 @@ def _file_problem(path: str, root: str) -> str | None:
     except OSError as error:
         return error.strerror or str(error)
     if not stat.S_ISREG(info.st_mode):
-        return f"not a regular file ({file_kind(info.st_mode)})"
+        return f"not a regular file: {file_kind(info.st_mode)}"
     if info.st_size > MAX_MEDIA_BYTES:
         return f"larger than {MAX_MEDIA_BYTES} bytes"
     return None

@@ -20,6 +20,8 @@ from typing import Sequence
 
 import numpy as np
 
+from .records import file_kind
+
 BACKENDS = ("pyav", "decord", "auto")
 DECORD_CODECS = frozenset({"h264", "hevc", "vp9"})
 
@@ -150,10 +152,6 @@ def _evens_around(value: float) -> list[int]:
     return sorted({max(2, 2 * math.floor(value / 2)), max(2, 2 * math.ceil(value / 2))})
 
 
-NOT_REGULAR = ((stat.S_ISFIFO, "FIFO"), (stat.S_ISCHR, "character device"),
-               (stat.S_ISBLK, "block device"), (stat.S_ISSOCK, "socket"))
-
-
 def check_regular_file(path: str) -> None:
     """VideoError with the precise reason if `path` is not a readable regular file (directly or
     through symlinks). Only a regular file is ever opened: a FIFO would block the reader, a
@@ -166,9 +164,8 @@ def check_regular_file(path: str) -> None:
     via = f" (symlink to {os.readlink(path)})" if link else ""
     if stat.S_ISDIR(info.st_mode):
         raise VideoError(_folder_problem(path, link))
-    kind = next((name for test, name in NOT_REGULAR if test(info.st_mode)), None)
     if not stat.S_ISREG(info.st_mode):
-        raise VideoError(f"not a regular file: {kind or 'unknown file type'}{via}")
+        raise VideoError(f"not a regular file: {file_kind(info.st_mode)}{via}")
     try:
         os.close(os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)))
     except PermissionError as error:
