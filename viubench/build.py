@@ -23,7 +23,7 @@ from .processes import die_with_parent
 from .registry import load_tasks
 from .render import FramePaths, make_record
 from .records import (append_jsonl, canonical_json, derive_rng, read_json, read_jsonl,
-                      truncate_lines, write_json)
+                      truncate_lines, write_json, write_line)
 from .task import Clip, DonorSource, Task, TaskSkip
 from .testset import BUILD, SAMPLES, VIDEOS
 from .video import FrameProtocol, VideoError
@@ -285,9 +285,8 @@ def _build_locked(spec: BuildSpec, out: str, limit: int | None, workers: int,
                                      reason=f"duplicate of {seen[result.hash]} (same content)")
             if result.status == "ok":
                 seen[result.hash] = result.path
-            for line in result.samples:
-                samples.write(line + "\n")
-            samples.flush()
+            if result.samples:
+                write_line(samples, "\n".join(result.samples))
             append_jsonl(videos, result.log_record())
             done.append(result.log_record())
             if observer:

@@ -62,8 +62,19 @@ def write_json(path: str, value: Any) -> None:
 
 def append_jsonl(handle, record: Mapping[str, Any]) -> None:
     """Append one record as a line and flush, so a crash loses at most the line being written."""
-    handle.write(canonical_json(record) + "\n")
+    write_line(handle, canonical_json(record))
+
+
+def write_line(handle, line: str) -> None:
+    """Append `line` and a newline straight to the file (no buffer is left behind for a later
+    flush to fail on again); an OSError (e.g. a full disk) names the file."""
     handle.flush()
+    data = (line + "\n").encode()
+    try:
+        while data:
+            data = data[os.write(handle.fileno(), data):]
+    except OSError as error:
+        raise OSError(error.errno, error.strerror, getattr(handle, "name", None)) from None
 
 
 MAX_LINE_BYTES = 16 << 20   # no record viubench writes comes near this; a longer line is hostile
