@@ -13,6 +13,7 @@ interval (`start-end`, seconds):
   strict   - `x-y`;
   videossr - the whole stripped reply is two runs of digits and dots joined by a hyphen, both
              valid numbers, the first not above the second.
+  A time too long for a float (`1` followed by 400 digits) is no answer under any policy.
 order (`341562`, clip labels in chronological order, n = len(answer)):
   lenient  - n labels packed (`341562`) or joined by `,` `;` spaces `>` `->` `-` `/` `|` `and`
              `then` (`Clip 3, Clip 4, ...`, `3 > 4 > ...`, `[3, 4, ...]`), or one a line;
@@ -30,6 +31,7 @@ run beyond Python's int conversion limit (4300 digits) never parses as a count.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any, Callable
 
@@ -217,9 +219,17 @@ def interval(text: str, policy: str = LENIENT) -> Parsed:
         span = stated(found, marked, _interval_candidates)
     if span is None:
         return Parsed(error="no start-end interval found")
-    if span[1] < span[0]:
-        return Parsed(error=f"interval ends before it starts ({span[0]}-{span[1]})")
-    return Parsed(span)
+    return _checked_span(*span)
+
+
+def _checked_span(start: float, end: float) -> Parsed:
+    """(start, end) if both are finite and start <= end, else why not. A time too long for a
+    float (hundreds of digits) reads as infinite: no answer, and no `Infinity` in the scores."""
+    if not (math.isfinite(start) and math.isfinite(end)):
+        return Parsed(error="a time is too large to be a number")
+    if end < start:
+        return Parsed(error=f"interval ends before it starts ({start}-{end})")
+    return Parsed((start, end))
 
 
 def _interval_candidates(text: str, marked: bool) -> list[tuple[int, tuple[float, float]]]:
@@ -249,9 +259,7 @@ def _videossr_interval(text: str) -> Parsed:
         start, end = float(match.group(1)), float(match.group(2))
     except ValueError:
         return Parsed(error="start or end is not a number")
-    if start > end:
-        return Parsed(error=f"interval ends before it starts ({start}-{end})")
-    return Parsed((start, end))
+    return _checked_span(start, end)
 
 
 # -- order: clip labels -------------------------------------------------------------------------

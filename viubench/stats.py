@@ -117,6 +117,8 @@ def score_interval(values: Sequence[float], clusters: Sequence[str]) -> tuple[fl
         return (float("nan"), float("nan"))
     boot, normal = cluster_bootstrap_ci(values, clusters), normal_interval(values)
     low, high = min(boot[0], normal[0]), max(boot[1], normal[1])
-    if high - low > 0:
+    # Identical outcomes are decided on the values: the intervals' width is then rounding
+    # error, not information (seven scores of 1/3 gave [0.3333333333333333, 0.33333333333333337]).
+    if high - low > 0 and min(values) < max(values):
         return (low, high)
     return wilson_interval(sum(values) / len(values), len(values))
