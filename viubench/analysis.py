@@ -32,7 +32,7 @@ import numpy as np
 from .score import ensure_scored
 from .runfolder import iter_scores
 from .registry import load_tasks, task_of
-from .stats import normal_interval, score_interval, video_bootstrap, wilson_interval
+from .stats import score_interval, video_bootstrap, widened
 from .testset import iter_samples
 
 KNOB_LEVELS, QUANTILE_BINS = 10, 4
@@ -186,16 +186,8 @@ def _shared_intervals(groups: Groups, seed: int = 0) -> dict[Hashable, tuple[flo
         counts[:, column] = np.bincount(where, minlength=len(index))
     means = video_bootstrap(sums, counts, seed=seed)
     lows, highs = np.nanpercentile(means, [2.5, 97.5], axis=0)
-    return {key: _widen(lows[column], highs[column], groups[key][0])
+    return {key: widened((lows[column], highs[column]), groups[key][0])
             for column, key in enumerate(keys)}
-
-
-def _widen(low: float, high: float, values: Sequence[float]) -> tuple[float, float]:
-    """A bootstrap interval widened to the normal one; Wilson's when both are a point."""
-    normal = normal_interval(values)
-    low, high = min(low, normal[0]), max(high, normal[1])
-    return (float(low), float(high)) if high > low else wilson_interval(
-        sum(values) / len(values), len(values))
 
 
 def _levels(values: Sequence[Any]) -> tuple[dict[Any, str], list[str]]:

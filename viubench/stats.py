@@ -115,8 +115,14 @@ def score_interval(values: Sequence[float], clusters: Sequence[str]) -> tuple[fl
     """
     if not values:
         return (float("nan"), float("nan"))
-    boot, normal = cluster_bootstrap_ci(values, clusters), normal_interval(values)
-    low, high = min(boot[0], normal[0]), max(boot[1], normal[1])
+    return widened(cluster_bootstrap_ci(values, clusters), values)
+
+
+def widened(bootstrap: tuple[float, float], values: Sequence[float]) -> tuple[float, float]:
+    """A bootstrap interval of `values`' mean made at least as wide as the normal interval;
+    Wilson's where all values are equal (see `score_interval`)."""
+    normal = normal_interval(values)
+    low, high = min(bootstrap[0], normal[0]), max(bootstrap[1], normal[1])
     # Identical outcomes are decided on the values: the intervals' width is then rounding
     # error, not information (seven scores of 1/3 gave [0.3333333333333333, 0.33333333333333337]).
     if high - low > 0 and min(values) < max(values):
