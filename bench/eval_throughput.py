@@ -20,6 +20,8 @@ import os
 import sys
 import tempfile
 import time
+from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -49,39 +51,59 @@ def testset_dir(folder: str | None) -> str:
     return out
 
 
-def _serve(delay: float, lifetime: float, pipe: Any) -> None:
+def _serve(delay: float, lifetime: float, pipe: Any, options: dict[str, Any]) -> None:
     """Child process: serve until the parent says stop (or the lifetime runs out)."""
-    with ChatServer(delay=delay, lifetime=lifetime, keep_bodies=False) as server:
+    with ChatServer(delay=delay, lifetime=lifetime, keep_bodies=False, **options) as server:
         pipe.send(server.url)
         if pipe.poll(lifetime):
             pipe.recv()
-        pipe.send(server.max_in_flight)
+        pipe.send(ServerStats.of(server).as_tuple())   # plain data crosses the pipe
+
+
+@dataclass(frozen=True)
+class ServerStats:
+    """What the server saw: the most requests in flight at once, and replies by status."""
+
+    peak: int
+    statuses: dict[int, int]
+
+    @classmethod
+    def of(cls, server: ChatServer) -> "ServerStats":
+        with server.lock:
+            return cls(server.max_in_flight, dict(Counter(r.status for r in server.received)))
+
+    def as_tuple(self) -> tuple[int, dict[int, int]]:
+        return self.peak, self.statuses
 
 
 class Server:
-    """The chat server in a child process (`process`) or a thread of this one (`thread`)."""
+    """The chat server in a child process (`process`) or a thread of this one (`thread`);
+    `options` go to ChatServer (e.g. `faults`, `parse_bodies`)."""
 
-    def __init__(self, delay: float, mode: str, lifetime: float = 600.0) -> None:
+    def __init__(self, delay: float, mode: str, lifetime: float = 600.0,
+                 **options: Any) -> None:
         self.mode = mode
         if mode == "thread":
-            self.local = ChatServer(delay=delay, lifetime=lifetime, keep_bodies=False).start()
+            self.local = ChatServer(delay=delay, lifetime=lifetime, keep_bodies=False,
+                                    **options).start()
             self.url = self.local.url
             return
         context = multiprocessing.get_context("spawn")
         self.pipe, child = context.Pipe()
-        self.process = context.Process(target=_serve, args=(delay, lifetime, child), daemon=True)
+        self.process = context.Process(target=_serve, args=(delay, lifetime, child, options),
+                                       daemon=True)
         self.process.start()
         self.url = self.pipe.recv()
 
-    def stop(self) -> int:
-        """Stop serving; returns the most requests the server ever had in flight."""
+    def stop(self) -> ServerStats:
+        """Stop serving; what the server saw."""
         if self.mode == "thread":
             self.local.stop()
-            return self.local.max_in_flight
+            return ServerStats.of(self.local)
         self.pipe.send("stop")
-        peak = self.pipe.recv()
+        stats = ServerStats(*self.pipe.recv())
         self.process.join(10)
-        return peak
+        return stats
 
 
 def run_level(testset: str, url: str, concurrency: int, count: int) -> dict[str, Any]:
@@ -117,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         for level in args.levels:
             rows.append((level, run_level(testset, server.url, level, level * args.rounds)))
     finally:
-        peak = server.stop()
+        peak = server.stop().peak
     return report(rows, args.delay, peak)
 
 

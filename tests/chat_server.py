@@ -6,15 +6,20 @@
         server.received[0].body["messages"]               # every request, as the server saw it
 
 Requests take scripted replies first-come first-served; once the script is empty each request
-gets a 200 whose text is `answer(body)`, after the server's fixed `delay`. It binds 127.0.0.1 on
-a free port, serves from a daemon thread and shuts itself down after `lifetime` seconds even if
-nobody stops it, so a failing test can never leave it running.
+gets a 200 whose text is `answer(body)`, after the server's fixed `delay` (or, with `faults`, a
+seeded random share of immediate 429s and 500s, as a load bench wants). A scripted reply can be
+held until the server has received a given number of requests (`held`), so a test can order
+events without timing them. It binds 127.0.0.1 on a free port, serves from a daemon thread and
+shuts itself down after `lifetime` seconds even if nobody stops it, so a failing test can never
+leave it running.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
+import random
 import threading
 import time
 from collections import deque
@@ -35,6 +40,9 @@ class Reply:
     delay: float | None = None       # None: the server's default delay
     headers: Mapping[str, str] = field(default_factory=dict)
     null_content: bool = False       # 200 whose message content is null
+    raw: bytes | None = None         # the body exactly, instead of a completion or an error
+    drop: bool = False               # close the connection without answering
+    held: int = 0                    # answer only once this many requests have arrived in all
 
 
 def answer(text: str, delay: float | None = None) -> Reply:
@@ -64,6 +72,42 @@ def no_content() -> Reply:
     return Reply(null_content=True)
 
 
+def dropped() -> Reply:
+    """No answer at all: the connection is closed, as by a server that is going down."""
+    return Reply(drop=True)
+
+
+def raw(body: bytes | dict[str, Any], status: int = 200) -> Reply:
+    """A reply whose body is exactly `body` (JSON-encoded if a dict): malformed on purpose."""
+    data = body if isinstance(body, bytes) else json.dumps(body).encode("utf-8")
+    return Reply(status=status, raw=data)
+
+
+def held(reply: Reply, arrivals: int) -> Reply:
+    """`reply`, sent only once the server has received `arrivals` requests (this one counted)."""
+    return dataclasses.replace(reply, held=arrivals)
+
+
+@dataclass(frozen=True)
+class Faults:
+    """Unscripted requests fail at random: `rate_limit` of them with an immediate 429 carrying
+    `Retry-After: retry_after`, `server_error` of them with an immediate 500 (seeded)."""
+
+    rate_limit: float = 0.0
+    server_error: float = 0.0
+    retry_after: float = 1.0
+    seed: int = 0
+
+    def reply(self, rng: random.Random) -> Reply | None:
+        draw = rng.random()
+        if draw < self.rate_limit:
+            return Reply(status=429, delay=0.0,
+                         headers={"Retry-After": f"{self.retry_after:g}"})
+        if draw < self.rate_limit + self.server_error:
+            return Reply(status=500, delay=0.0)
+        return None
+
+
 @dataclass
 class Received:
     """One request as the server saw it."""
@@ -82,8 +126,13 @@ class ChatServer:
     def __init__(self, answer: Callable[[dict[str, Any]], str] = lambda body: "42",
                  delay: float = 0.0, lifetime: float = 120.0, keep_bodies: bool = True,
                  unknown_fields: frozenset[str] = frozenset(), gather: int = 0,
-                 echo_credentials: bool = False) -> None:
+                 echo_credentials: bool = False, faults: Faults | None = None,
+                 parse_bodies: bool = True) -> None:
         self.answer, self.delay, self.lifetime = answer, delay, lifetime
+        self.faults = faults
+        self._fault_rng = random.Random(faults.seed if faults else 0)
+        # parse_bodies=False: bodies are read, never parsed (a load bench's server stays cheap)
+        self.parse_bodies = parse_bodies
         # gather=N: hold each request until N are in flight together (then answer them all)
         self.gather = threading.Barrier(gather, timeout=GATHER_TIMEOUT) if gather else None
         self.gather_timed_out = False
@@ -95,7 +144,9 @@ class ChatServer:
         self.received: list[Received] = []
         self.in_flight = 0
         self.max_in_flight = 0
+        self.hold_timed_out = False
         self.lock = threading.Lock()
+        self.arrived = threading.Condition(self.lock)   # notified at every arrival
         self.stopping = threading.Event()
         self._script: deque[Reply] = deque()
         self._ids = itertools.count(1)
@@ -126,6 +177,8 @@ class ChatServer:
         if self.stopping.is_set():
             return
         self.stopping.set()
+        with self.lock:
+            self.arrived.notify_all()   # a held reply is released at once
         self._timer.cancel()
         self._httpd.shutdown()
         self._httpd.server_close()
@@ -141,14 +194,26 @@ class ChatServer:
     def _begin(self, path: str, headers: dict[str, str], body: dict | None,
                size: int) -> tuple[Reply, Received]:
         with self.lock:
-            reply = self._script.popleft() if self._script else Reply()
+            reply = self._script.popleft() if self._script else self._unscripted()
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
             kept = body if self.keep_bodies else None
             lowered = {name.lower(): value for name, value in headers.items()}
             seen = Received(path, lowered, kept, size, time.monotonic(), reply.status)
             self.received.append(seen)
+            self.arrived.notify_all()
         return reply, seen
+
+    def _unscripted(self) -> Reply:
+        fault = self.faults.reply(self._fault_rng) if self.faults else None
+        return fault or Reply()
+
+    def _hold(self, reply: Reply) -> None:
+        """Wait until `reply.held` requests have arrived (or the gather timeout passed)."""
+        with self.lock:
+            if not self.arrived.wait_for(lambda: len(self.received) >= reply.held
+                                         or self.stopping.is_set(), GATHER_TIMEOUT):
+                self.hold_timed_out = True
 
     def _gather(self) -> None:
         if self.gather is None:
@@ -188,12 +253,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:  # noqa: N802 - stdlib name
         owner = self.server.owner
-        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        data = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         try:
-            body = json.loads(raw) if raw else {}
+            body = json.loads(data) if data and owner.parse_bodies else {}
         except ValueError:
             body = None
-        reply, seen = owner._begin(self.path, dict(self.headers.items()), body, len(raw))
+        reply, seen = owner._begin(self.path, dict(self.headers.items()), body, len(data))
         echo = (f" (you sent {self.headers.get('Authorization')!r} to {self.path})"
                 if owner.echo_credentials else "")
         try:
@@ -209,11 +274,17 @@ class _Handler(BaseHTTPRequestHandler):
                                        "invalid_request_error"))
                 return
             owner._gather()
+            if reply.held:
+                owner._hold(reply)
             delay = owner.delay if reply.delay is None else reply.delay
             if delay > 0 and owner.stopping.wait(delay):
                 self.close_connection = True   # shutting down: drop it unanswered
                 return
-            if reply.status == 200:
+            if reply.drop:
+                self.close_connection = True
+            elif reply.raw is not None:
+                self._send_bytes(reply.status, reply.raw)
+            elif reply.status == 200:
                 self._send(200, owner._completion(reply, body))
             else:
                 self._send(reply.status, _error(f"scripted HTTP {reply.status}{echo}",
@@ -225,7 +296,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send(self, status: int, payload: dict[str, Any],
               headers: Mapping[str, str] | None = None) -> None:
-        data = json.dumps(payload).encode("utf-8")
+        self._send_bytes(status, json.dumps(payload).encode("utf-8"), headers)
+
+    def _send_bytes(self, status: int, data: bytes,
+                    headers: Mapping[str, str] | None = None) -> None:
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))

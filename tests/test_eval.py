@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
-import shutil
 import os
+import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,7 +16,7 @@ import pytest
 from helpers import TESTS, fake_distribution, viubench
 from viubench.adapters import Request, Response, parse_spec
 from viubench.score import score_run
-from viubench.retry import RetryPolicy
+from viubench.retry import MIN_STREAK, Backlog, Breaker, RetryPolicy
 from viubench.runfolder import PREDICTIONS, read_run
 from viubench.runner import GenerationSettings, RunAborted, RunOptions, run_eval
 
@@ -80,13 +81,22 @@ def test_random_baseline_is_seeded_per_sample_and_order_free(viubench_testset, t
     assert results(first)["variants"] == results(second)["variants"]
 
 
-def test_errors_stay_in_the_denominator_and_retry_errors_asks_again(viubench_testset, tmp_path):
+def test_errors_fail_the_exit_status_stay_in_the_denominator_and_are_asked_again(
+        viubench_testset, tmp_path):
     run = str(tmp_path / "run")
     flaky = ["--model", "user_adapter:Flaky flaky=9", "--max-attempts", "3", *FAST_RETRY]
     done = viubench("eval", "--testset", viubench_testset, "--out", run, *flaky,
                     env_path=TESTS)
-    assert done.returncode == 0, done.stderr
     buckets = {s["id"]: int(s["id"], 16) % 4 for s in samples(viubench_testset)}
+    refused = sum(b == 0 for b in buckets.values())
+    unlucky = sum(b == 1 for b in buckets.values())
+    failing, n = refused + unlucky, len(buckets)
+    # Any error fails the run (--max-error-rate 0), with its coverage and one final line.
+    assert done.returncode == 1, done.stderr
+    assert (f"coverage: {n - failing} of {n} answered; {failing} errors (fatal {refused},"
+            f" transient {unlucky}); 0 never asked") in done.stdout
+    assert done.stderr.splitlines()[-1].startswith(
+        f"viubench eval: FAILED: {failing} of {n} samples")
     latest = {r["id"]: r for r in records(run)}
     assert set(latest) == set(buckets)
     for sample_id, record in latest.items():
@@ -97,16 +107,38 @@ def test_errors_stay_in_the_denominator_and_retry_errors_asks_again(viubench_tes
             assert record["error"] is None and record["text"]
             assert record["attempts"] == (2 if buckets[sample_id] == 2 else 1)
     totals = results(run)["totals"]
-    failing = sum(b in (0, 1) for b in buckets.values())
-    assert totals["errors"] == failing and totals["n"] == len(buckets)
+    assert totals["errors"] == failing and totals["n"] == n
     for row in results(run)["variants"].values():   # errors score 0 inside the mean
         assert row["answered"] + row["errors"] == row["n"]
 
+    # --keep-errors asks nothing again; a tolerant --max-error-rate lets the run pass.
+    kept = viubench("eval", "--testset", viubench_testset, "--out", run, *flaky,
+                    "--keep-errors", "--max-error-rate", str(failing / n), env_path=TESTS)
+    assert kept.returncode == 0, kept.stderr
+    assert f"{n} samples already answered or kept as errors" in kept.stderr
+    assert len(records(run)) == n
+    # By default a rerun asks the errors again (and only them).
     again = viubench("eval", "--testset", viubench_testset, "--out", run, *flaky,
-                     "--retry-errors", env_path=TESTS)
-    assert again.returncode == 0, again.stderr
-    asked_again = [r for r in records(run)][len(latest):]
+                     env_path=TESTS)
+    assert again.returncode == 1, again.stderr
+    assert f"{n - failing} samples already answered" in again.stderr
+    asked_again = records(run)[n:]
     assert {r["id"] for r in asked_again} == {i for i, b in buckets.items() if b in (0, 1)}
+    # --retry-errors, the default now, is still accepted; it cannot go with --keep-errors.
+    legacy = viubench("eval", "--testset", viubench_testset, "--out", run, *flaky,
+                      "--retry-errors", "--max-error-rate", "1", "--no-score", env_path=TESTS)
+    assert legacy.returncode == 0 and len(records(run)) == n + 2 * failing
+    both = viubench("eval", "--testset", viubench_testset, "--out", run, *flaky,
+                    "--retry-errors", "--keep-errors", env_path=TESTS)
+    assert both.returncode == 2 and "not allowed with argument" in both.stderr
+
+
+def test_max_error_rate_must_be_a_fraction(viubench_testset, tmp_path):
+    done = viubench("eval", "--testset", viubench_testset, "--model", "random", "--out",
+                    str(tmp_path / "run"), "--max-error-rate", "5")
+    assert done.returncode == 2
+    assert done.stderr.strip() == ("viubench eval: error: --max-error-rate 5: expected a"
+                                   " fraction between 0 and 1")
 
 
 class Scripted:
@@ -144,6 +176,91 @@ def test_retry_after_is_honoured_and_no_error_becomes_text(viubench_testset, tmp
     assert [r["attempts"] for r in got] == [2] * 4 and all(r["text"] == "0.0-1.0" for r in got)
     # The backoff alone would wait at most 0.02 s; the server asked for 0.3 s, and got it.
     assert [r["waited"] for r in got] == [0.3] * 4
+
+
+def test_a_retry_after_holds_back_the_other_requests_too(viubench_testset, tmp_path):
+    asked = []
+
+    def script(call, requests):
+        asked.extend(r.id for r in requests)
+        if call == 1:
+            return [Response(error="busy", kind="rate_limit", retry_after=0.2)]
+        return [Response(text="0.0-1.0") for _ in requests]
+
+    run = str(tmp_path / "r")
+    run_eval(viubench_testset, parse_spec("scripted"), Scripted(script), run,
+             GenerationSettings(), RunOptions(batch_size=1, limit=3,
+                                              retry=RetryPolicy(3, base=0.01, cap=0.02)))
+    first, second, third = [s["id"] for s in samples(viubench_testset)[:3]]
+    # The slot was free at once, but the server's Retry-After held the next sample back too;
+    # when the gate opened, the waiting retry went first.
+    assert asked == [first, first, second, third]
+    assert [(r["id"], r["attempts"], r["waited"]) for r in records(run)] == [
+        (first, 2, 0.2), (second, 1, 0.0), (third, 1, 0.0)]
+
+
+def test_backoff_grows_with_the_failures_the_server_did_not_time(viubench_testset, tmp_path):
+    def script(call, requests):
+        if call <= 2:
+            return [Response(error="busy", kind="rate_limit", retry_after=0.2)]
+        if call == 3:
+            return [Response(error="reset", kind="transient")]
+        return [Response(text="0.0-1.0")]
+
+    run = str(tmp_path / "r")
+    run_eval(viubench_testset, parse_spec("scripted"), Scripted(script), run,
+             GenerationSettings(), RunOptions(batch_size=1, limit=1,
+                                              retry=RetryPolicy(6, base=0.1, cap=10)))
+    (record,) = records(run)
+    # two Retry-Afters of 0.2 s, then the first backoff, in [0.05, 0.1]; counting attempts
+    # instead would have made it the third, in [0.2, 0.4]
+    assert record["attempts"] == 4 and 0.45 <= record["waited"] <= 0.5
+
+
+def test_backlog_orders_waiting_jobs_and_gates_them_by_retry_after():
+    backlog: Backlog[str] = Backlog()
+    assert backlog.is_open(0.0) and backlog.next_change(0.0) is None
+    assert backlog.put("a", 1.0, now=0.0) == 1.0
+    assert backlog.put("b", 0.5, now=0.0) == 0.5
+    assert backlog.take(0.4) is None and backlog.next_change(0.4) == pytest.approx(0.1)
+    assert backlog.take(0.5) == "b"
+    backlog.rate_limited(3.0, now=0.6)           # a 429: nothing goes before 3.6
+    assert not backlog.is_open(1.0) and backlog.take(1.0) is None
+    assert backlog.next_change(1.0) == pytest.approx(2.6)
+    assert backlog.put("c", 0.1, now=1.0) == pytest.approx(2.6)   # waits for the gate
+    backlog.rate_limited(1.0, now=2.0)           # a shorter wait never reopens the gate early
+    assert backlog.take(3.5) is None
+    assert [backlog.take(3.6), backlog.take(3.6), backlog.take(3.6)] == ["a", "c", None]
+    assert len(backlog) == 0 and backlog.next_change(3.6) is None
+
+
+def test_breaker_trips_on_a_streak_of_transient_failures_only():
+    down = Response(error="connection refused", kind="transient")
+    breaker = Breaker(limit=2)                   # never below MIN_STREAK
+    assert breaker.limit == MIN_STREAK
+    for _ in range(MIN_STREAK - 1):
+        breaker.record(down)
+    for alive in (Response(text="1"), Response(error="no", kind="fatal"),
+                  Response(error="slow down", kind="rate_limit")):
+        breaker.record(alive)                    # the server is there: start again
+        assert breaker.streak == 0
+        for _ in range(MIN_STREAK - 1):
+            breaker.record(down)
+        assert not breaker.tripped
+    breaker.record(down)
+    assert breaker.tripped and "connection refused" in breaker.reason()
+
+
+def test_retry_waits_are_the_servers_retry_after_else_a_jittered_backoff():
+    policy = RetryPolicy(max_attempts=3, base=1.0, cap=4.0, max_retry_after=30.0)
+    rng = random.Random(0)
+    assert all(0.5 <= policy.delay(1, None, rng) <= 1.0 for _ in range(50))
+    assert all(2.0 <= policy.delay(5, None, rng) <= 4.0 for _ in range(50))
+    # the server's word is the wait, shorter or longer than the backoff would be
+    assert policy.delay(5, 0.1, rng) == 0.1 and policy.delay(1, 10.0, rng) == 10.0
+    assert policy.delay(1, 999.0, rng) == 30.0
+    assert policy.told_wait(0.0) is None and policy.told_wait(None) is None
+    assert policy.gives_up(3) and not policy.gives_up(2)
 
 
 def test_wrong_number_of_responses_aborts_and_records_nothing(viubench_testset, tmp_path):

@@ -5,12 +5,14 @@ from __future__ import annotations
 import base64
 import json
 import os
+import socket
 import time
 from email.utils import formatdate
 
 import pytest
-from chat_server import (ChatServer, answer, no_content, rate_limited, server_error, stall,
-                         unauthorized)
+from chat_server import (ChatServer, answer, dropped, held, no_content, rate_limited, raw,
+                         server_error, stall, unauthorized)
+from helpers import viubench
 
 from viubench.adapters import Request, create, data_url, parse_spec
 from viubench.model_adapters.openai_api import retry_after_seconds
@@ -22,18 +24,22 @@ from viubench.testset import iter_samples
 pytest.importorskip("openai", reason="the `api` extra (openai) is not installed")
 
 FAST = RetryPolicy(max_attempts=4, base=0.01, cap=0.05)
+PATIENT = RetryPolicy(max_attempts=20, base=0.01, cap=0.05)   # more attempts than a breaker
 KEY = "sk-test-0123456789-never-stored"
 DATA_URL = "data:image/jpeg;base64,"
 
 
-def evaluate(server: ChatServer, testset: str, rundir: str, extra: str = "",
-             concurrency: int = 1, limit: int | None = None) -> tuple[dict, list[dict]]:
-    """One run_eval through a fresh adapter; the run's header and prediction records."""
-    spec = parse_spec(f"openai:test-model base_url={server.url} {extra}")
+def evaluate(server: ChatServer | str, testset: str, rundir: str, extra: str = "",
+             concurrency: int = 1, limit: int | None = None,
+             policy: RetryPolicy = FAST) -> tuple[dict, list[dict]]:
+    """One run_eval through a fresh adapter (to a server or a base URL); the run's header and
+    prediction records."""
+    url = server if isinstance(server, str) else server.url
+    spec = parse_spec(f"openai:test-model base_url={url} {extra}")
     model = create(spec)
     try:
         run_eval(testset, spec, model, rundir, GenerationSettings(),
-                 RunOptions(concurrency=concurrency, limit=limit, retry=FAST))
+                 RunOptions(concurrency=concurrency, limit=limit, retry=policy))
     finally:
         model.close()
         assert not model._thread.is_alive(), "close() must stop the adapter's loop thread"
@@ -112,19 +118,115 @@ def test_rate_limit_server_error_and_timeout_are_retried_until_an_answer(viubenc
     assert record["waited"] >= 0.3
 
 
-def test_failures_are_recorded_as_errors_with_a_kind_never_as_text(viubench_testset, tmp_path):
+REFUSAL = {"choices": [{"index": 0, "finish_reason": "stop", "message": {
+    "role": "assistant", "content": None, "refusal": "I cannot help with that."}}]}
+
+
+@pytest.mark.parametrize("replies, kind, attempts, words", [
+    ([server_error()] * 4, "transient", 4, "HTTP 500"),
+    ([server_error(400)], "fatal", 1, "HTTP 400"),
+    ([raw(REFUSAL)], "fatal", 1, "the model refused: I cannot help"),
+    ([rate_limited(0.01)] * 4, "rate_limit", 4, "HTTP 429"),
+], ids=["server-error", "bad-request", "refusal", "rate-limit"])
+def test_failures_are_recorded_as_errors_with_a_kind_never_as_text(viubench_testset, tmp_path,
+                                                                   replies, kind, attempts,
+                                                                   words):
     with ChatServer() as server:
-        server.push(*[server_error()] * 4, server_error(400), no_content(),
-                    *[rate_limited(0.01)] * 4)
-        _, (first, second, third, fourth) = evaluate(server, viubench_testset,
-                                                     str(tmp_path), limit=4)
-    assert (first["kind"], first["attempts"], first["text"]) == ("transient", 4, None)
-    assert "500" in first["error"]
-    assert (second["kind"], second["attempts"], second["text"]) == ("fatal", 1, None)
-    assert "400" in second["error"]
-    assert (third["kind"], third["attempts"], third["text"]) == ("fatal", 1, None)
-    assert "no text" in third["error"]
-    assert (fourth["kind"], fourth["attempts"], fourth["text"]) == ("rate_limit", 4, None)
+        server.push(*replies)
+        _, (record,) = evaluate(server, viubench_testset, str(tmp_path), limit=1)
+    assert (record["kind"], record["attempts"], record["text"]) == (kind, attempts, None)
+    assert words in record["error"]
+    assert len(server.received) == attempts
+
+
+BROKEN = {"not-json": (raw(b"<html>502 Bad Gateway</html>"), "not JSON: '<html>502"),
+          "not-an-object": (raw(b'["a", "list"]'), "not a completion"),
+          "error-in-a-200": (raw({"error": {"message": "model overloaded", "type": "x"}}),
+                             "the server reported an error: model overloaded"),
+          "no-choices": (raw({"id": "chatcmpl-1", "object": "chat.completion"}), "no choices"),
+          "empty-choices": (raw({"choices": []}), "no choices"),
+          "null-content": (no_content(), "no text (finish_reason=stop)"),
+          "empty-text": (answer(" \n"), "no text")}
+
+
+@pytest.mark.parametrize("name", sorted(BROKEN))
+def test_a_broken_reply_is_retried_as_transient(viubench_testset, tmp_path, name):
+    reply, words = BROKEN[name]
+    with ChatServer() as server:
+        server.push(reply, answer("7"))
+        _, (recovered,) = evaluate(server, viubench_testset, str(tmp_path / "a"), limit=1)
+        server.push(reply, reply)
+        _, (lost,) = evaluate(server, viubench_testset, str(tmp_path / "b"), limit=1,
+                              policy=RetryPolicy(max_attempts=2, base=0.01, cap=0.05))
+    assert (recovered["text"], recovered["attempts"], recovered["error"]) == ("7", 2, None)
+    assert (lost["kind"], lost["attempts"], lost["text"]) == ("transient", 2, None)
+    assert words in lost["error"]
+
+
+def test_a_waiting_retry_gives_its_slot_to_the_next_sample(viubench_testset, tmp_path):
+    # Two slots, three samples. The first request to arrive fails; the second is held by the
+    # server until four requests have arrived in all. While the failed one waits out its
+    # backoff its slot must serve the third sample, whose answer frees the slot for the retry:
+    # arrivals are first, second, third, then the first again. A runner that slept in the slot
+    # would send the retry third and the third sample fourth.
+    with ChatServer() as server:
+        server.push(server_error(), held(answer("held"), 4))
+        _, predictions = evaluate(server, viubench_testset, str(tmp_path), concurrency=2,
+                                  limit=3)
+    bodies = [r.body for r in server.received]
+    assert len(bodies) == 4 and not server.hold_timed_out
+    assert bodies[3] == bodies[0], "the retry came before the next sample"
+    assert bodies[2] not in (bodies[0], bodies[1])
+    assert sorted(r["attempts"] for r in predictions) == [1, 1, 2]
+    assert all(r["error"] is None for r in predictions)
+
+
+def test_a_dead_server_stops_the_run_once_and_leaves_the_samples_unasked(viubench_testset,
+                                                                         tmp_path):
+    with ChatServer() as server:
+        server.push(*[dropped()] * 200)     # every connection closed without an answer
+        with pytest.raises(RunAborted, match="server looks down or unreachable") as aborted:
+            evaluate(server, viubench_testset, str(tmp_path), policy=PATIENT)
+    # 36 samples x 20 attempts would be 720 requests; the breaker stops after 16 in a row
+    # (at concurrency 1 they are sent one after another, so exactly 16 reached the server),
+    # and no sample had used up its attempts, so none has a record: all are left to resume.
+    assert len(server.received) == 16
+    assert f"connection to {server.url} failed" in str(aborted.value)
+    _, predictions = read_records(str(tmp_path))
+    assert predictions == []
+
+
+def test_eval_against_no_server_exits_3_with_its_coverage(viubench_testset, tmp_path):
+    with socket.socket() as probe:           # a port nobody listens on: connection refused
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    done = viubench("eval", "--testset", viubench_testset, "--model",
+                    f"openai:m base_url=http://127.0.0.1:{port}/v1", "--out",
+                    str(tmp_path / "run"), "--retry-base", "0.01", "--retry-cap", "0.05",
+                    "--max-attempts", "20")
+    assert done.returncode == 3, done.stderr
+    assert "coverage: 0 of 36 answered; 0 errors; 36 never asked" in done.stdout
+    stopped = [line for line in done.stderr.splitlines() if "stopped" in line]
+    assert len(stopped) == 1 and "server looks down or unreachable" in stopped[0]
+    assert "Traceback" not in done.stderr
+
+
+def test_a_wrong_path_or_model_stops_the_run_at_the_first_404(viubench_testset, tmp_path):
+    with ChatServer() as server:
+        without_v1 = server.url.removesuffix("/v1")    # the server answers 404 there
+        with pytest.raises(RunAborted, match="has no model 'test-model' or no chat-compl"):
+            evaluate(without_v1, viubench_testset, str(tmp_path), limit=5)
+    assert len(server.received) == 1
+    assert read_records(str(tmp_path))[1] == []
+
+
+@pytest.mark.parametrize("key", ["sk-caf\u00e9", "sk-li\nne", "sk two", "sk-bell\x07"],
+                         ids=["non-ascii", "newline", "space", "control"])
+def test_a_key_that_cannot_be_a_header_is_refused_when_the_adapter_is_made(monkeypatch, key):
+    monkeypatch.setenv("OPENAI_API_KEY", key)
+    with pytest.raises(ValueError, match="cannot be sent in an HTTP header") as refused:
+        create(parse_spec("openai:m base_url=http://127.0.0.1:9/v1"))
+    assert key.strip() not in str(refused.value)
 
 
 @pytest.mark.parametrize("status", [401, 403])
@@ -144,7 +246,7 @@ def test_rejected_key_aborts_the_run_and_records_nothing(viubench_testset, tmp_p
 def test_api_key_is_sent_but_never_written(viubench_testset, tmp_path, monkeypatch, via):
     extra = f"api_key={KEY}" if via == "option" else ""
     if via == "environment":
-        monkeypatch.setenv("OPENAI_API_KEY", KEY)
+        monkeypatch.setenv("OPENAI_API_KEY", f" {KEY}\n")   # as read from a file: stripped
     with ChatServer() as server:
         server.push(server_error(), server_error(400))   # error messages are stored too
         header, _ = evaluate(server, viubench_testset, str(tmp_path), extra, limit=3)
@@ -181,15 +283,16 @@ def test_max_frames_and_detail_shape_what_is_sent(viubench_testset, tmp_path):
 def test_token_field_reaches_servers_that_only_know_max_tokens(viubench_testset, tmp_path):
     legacy = frozenset({"max_completion_tokens"})
     with ChatServer(unknown_fields=legacy) as server:
-        _, (refused,) = evaluate(server, viubench_testset, str(tmp_path / "default"), limit=1)
+        with pytest.raises(RunAborted) as refused:    # every request would be refused: stop
+            evaluate(server, viubench_testset, str(tmp_path / "default"), limit=3)
         header, (answered,) = evaluate(server, viubench_testset, str(tmp_path / "legacy"),
                                        "token_field=max_tokens", limit=1)
-    assert (refused["kind"], refused["attempts"], refused["text"]) == ("fatal", 1, None)
-    assert "max_completion_tokens" in refused["error"]
-    assert "token_field=max_tokens" in refused["error"]   # the message says what to do
+    assert "max_completion_tokens" in str(refused.value)
+    assert "token_field=max_tokens" in str(refused.value)   # the message says what to do
+    assert read_records(str(tmp_path / "default"))[1] == []
     assert answered["text"] == "42" and answered["error"] is None
     bodies = [r.body for r in server.received]
-    assert bodies[0]["max_completion_tokens"] == bodies[1]["max_tokens"] > 0
+    assert len(bodies) == 2 and bodies[0]["max_completion_tokens"] == bodies[1]["max_tokens"] > 0
     assert "max_completion_tokens" not in bodies[1]
     assert header["adapter"]["fingerprint"]["token_field"] == "max_tokens"
 

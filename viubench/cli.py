@@ -106,8 +106,15 @@ def _add_eval_parser(commands) -> None:
     run.add_argument("--batch-size", type=int, help="requests per call (default: adapter's)")
     run.add_argument("--max-new-tokens", action="append", default=[], metavar="N|TASK=N",
                      help="generation limit, for all tasks or one task (repeatable)")
-    run.add_argument("--retry-errors", action="store_true",
-                     help="ask again the samples whose last answer was an error")
+    errors = run.add_mutually_exclusive_group()
+    errors.add_argument("--keep-errors", action="store_true",
+                        help="on a rerun, do not ask again the samples whose last answer was"
+                             " an error (by default they are asked again)")
+    errors.add_argument("--retry-errors", action="store_true",
+                        help="the default; still accepted so that older scripts keep working")
+    run.add_argument("--max-error-rate", type=float, default=0.0, metavar="FRACTION",
+                     help="exit with status 1 when more than this share of the samples in"
+                          " scope ends with an error")
     run.add_argument("--max-attempts", type=int, default=6)
     run.add_argument("--retry-base", type=float, default=1.0, help="first backoff, seconds")
     run.add_argument("--retry-cap", type=float, default=60.0, help="longest backoff, seconds")

@@ -68,8 +68,10 @@ class RunProgress(_Bar):
 
     verb, unit, done_words = "asking", "req", "samples already answered"
 
-    def __init__(self, label: str) -> None:
+    def __init__(self, label: str, keep_errors: bool = False) -> None:
         super().__init__(label)
+        if keep_errors:   # then samples whose last answer is an error count as done too
+            self.done_words = "samples already answered or kept as errors (--keep-errors)"
         self.errors = 0
         self.kinds: dict[str, int] = {}
 

@@ -2,24 +2,31 @@
 
 The records go to the run folder (`viubench.runfolder` owns its format), appended and flushed
 as each answer arrives. Running the same command again resumes: a torn last line is cut away
-and finished samples are skipped; with `retry_errors` samples whose last record is an error are
-asked again (the new record is appended; the last record of a sample is the one that counts).
+and answered samples are skipped; samples whose last record is an error are asked again (the
+new record is appended; the last record of a sample is the one that counts) unless
+`keep_errors` is set.
+
+A batch in flight holds one of `concurrency` slots only while it is being asked: between
+attempts it waits in a `viubench.retry.Backlog`, so a backoff never idles a slot, and the
+server's Retry-After holds back the whole run. A run whose requests all fail without an answer
+(the server is down) is stopped by a `viubench.retry.Breaker` with one message, and what was
+not answered stays unasked, to be resumed.
 """
 
 from __future__ import annotations
 
 import itertools
 import os
+import queue
 import random
-import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping, Protocol, Sequence
+from typing import Any, Iterator, Mapping, Protocol
 
 from .adapters import (Adapter, AdapterAbort, AdapterSpec, PromptItem, Request, Response,
                        batching, failed)
-from .retry import RetryPolicy
+from .retry import Backlog, Breaker, RetryPolicy
 from .runfolder import (PREDICTIONS, differing_settings, latest, make_header, prediction_record,
                         read_run, run_scope, scope_record)
 from .records import append_jsonl, truncate_lines
@@ -49,7 +56,7 @@ class RunOptions:
     concurrency: int | None = None    # None: the adapter's default
     batch_size: int | None = None
     limit: int | None = None
-    retry_errors: bool = False
+    keep_errors: bool = False         # True: samples whose last record is an error stay so
     retry: RetryPolicy = RetryPolicy()
 
 
@@ -57,6 +64,9 @@ class RunObserver(Protocol):
     def start(self, total: int, already_done: int) -> None: ...
 
     def update(self, record: Mapping[str, Any]) -> None: ...
+
+
+WAITING_PER_SLOT = 4   # batches waiting out a backoff, per slot, before no new one is started
 
 
 class RunAborted(RuntimeError):
@@ -108,7 +118,7 @@ def run_eval(testset: str, spec: AdapterSpec, adapter: Adapter, rundir: str,
     elif os.path.exists(path):
         truncate_lines(path, 0)
     done = {i for i, r in latest(predictions).items()
-            if r["error"] is None or not options.retry_errors}
+            if r["error"] is None or options.keep_errors}
     # Requests are streamed from samples.jsonl, never all held: a 100k-sample set has 100k
     # prompts of 48 frame paths each. The first pass only counts what is left to ask.
     todo = (r for r in requests_of(testset, generation, options.limit) if r.id not in done)
@@ -127,11 +137,10 @@ def run_eval(testset: str, spec: AdapterSpec, adapter: Adapter, rundir: str,
 
 
 class _Writer:
-    """Appends prediction records from many threads, one flushed line each."""
+    """Appends prediction records, one flushed line each (only the dispatcher writes)."""
 
     def __init__(self, handle, observer: RunObserver | None) -> None:
         self.handle, self.observer = handle, observer
-        self.lock = threading.Lock()
         self.counts = {"answered": 0, "errors": 0}
 
     def write(self, request: Request, response: Response, attempts: int, seconds: float,
@@ -139,11 +148,10 @@ class _Writer:
         record = prediction_record(request.id, request.task, request.variant, response.text,
                                    response.error, response.kind, attempts, seconds, waited,
                                    response.info)
-        with self.lock:
-            append_jsonl(self.handle, record)
-            self.counts["answered" if response.ok else "errors"] += 1
-            if self.observer:
-                self.observer.update(record)
+        append_jsonl(self.handle, record)
+        self.counts["answered" if response.ok else "errors"] += 1
+        if self.observer:
+            self.observer.update(record)
 
 
 def _batches(requests: Iterator[Request], size: int) -> Iterator[list[Request]]:
@@ -153,58 +161,112 @@ def _batches(requests: Iterator[Request], size: int) -> Iterator[list[Request]]:
 
 def _dispatch(adapter: Adapter, todo: Iterator[Request], options: RunOptions,
               writer: _Writer) -> None:
-    """Batches to `concurrency` threads, at most 2 x concurrency batches queued at a time."""
-    wanted_concurrency, wanted_size = batching(adapter)
-    concurrency = max(1, options.concurrency or wanted_concurrency)
-    size = max(1, options.batch_size or wanted_size)
-    batches = _batches(todo, size)
-    stop = threading.Event()   # set on abort: batches in flight stop retrying at once
-    with ThreadPoolExecutor(concurrency, thread_name_prefix="viubench-ask") as pool:
-        running: set[Future] = set()
-        exhausted = False
+    _Dispatcher(adapter, todo, options, writer).run()
+
+
+@dataclass
+class _Job:
+    """A batch on its way: the requests still unanswered and how they fared so far."""
+
+    requests: list[Request]
+    started: float           # when its first attempt was sent (monotonic)
+    attempt: int = 0
+    waited: float = 0.0      # backoff and Retry-After waits scheduled between attempts
+    backoffs: int = 0        # waits the server did not time (no Retry-After) so far
+
+
+class _Dispatcher:
+    """Keeps `concurrency` batches in flight. A batch that must wait before its next attempt
+    gives its slot back and waits in the `Backlog`; due retries go before new batches; a
+    Retry-After holds back every request; the `Breaker` stops a run that gets no answers."""
+
+    def __init__(self, adapter: Adapter, todo: Iterator[Request], options: RunOptions,
+                 writer: _Writer) -> None:
+        wanted_concurrency, wanted_size = batching(adapter)
+        self.concurrency = max(1, options.concurrency or wanted_concurrency)
+        size = max(1, options.batch_size or wanted_size)
+        self.adapter, self.writer, self.policy = adapter, writer, options.retry
+        self.batches: Iterator[list[Request]] | None = _batches(todo, size)
+        self.backlog: Backlog[_Job] = Backlog()
+        # waiting batches are bounded too: a dead server must not pull in the whole test set
+        self.max_waiting = WAITING_PER_SLOT * self.concurrency
+        self.breaker = Breaker(2 * self.concurrency * size)
+        self.running: dict[Future, _Job] = {}
+        self.finished: queue.SimpleQueue[Future] = queue.SimpleQueue()
+        self.rng = random.Random()   # jitter only; it never touches results
+
+    def run(self) -> None:
+        pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="viubench-ask")
         try:
-            while not exhausted or running:
-                while not exhausted and len(running) < 2 * concurrency:
-                    batch = next(batches, None)
-                    if batch is None:
-                        exhausted = True
-                        break
-                    running.add(pool.submit(_answer, adapter, batch, options.retry, writer,
-                                            stop))
-                if not running:
-                    break
-                finished, running = wait(running, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    future.result()   # re-raises AdapterAbort
+            while True:
+                self._fill(pool, time.monotonic())
+                if not self.running and not self.backlog and self.batches is None:
+                    return
+                full = len(self.running) >= self.concurrency
+                self._settle_next(None if full else self.backlog.next_change(time.monotonic()))
         except AdapterAbort as abort:
-            stop.set()
-            for future in running:
-                future.cancel()
             raise RunAborted(str(abort)) from abort
+        finally:
+            # On an abort (or Ctrl-C) requests still in flight are left unrecorded, to be asked
+            # again by the next run, instead of being waited for.
+            pool.shutdown(wait=False, cancel_futures=True)
 
+    def _fill(self, pool: ThreadPoolExecutor, now: float) -> None:
+        """Send due retries, then new batches, into the free slots while the gate is open."""
+        while len(self.running) < self.concurrency and self.backlog.is_open(now):
+            job = self.backlog.take(now) or self._new_job(now)
+            if job is None:
+                return
+            job.attempt += 1
+            future = pool.submit(_generate, self.adapter, job.requests)
+            self.running[future] = job
+            future.add_done_callback(self.finished.put)
 
-def _answer(adapter: Adapter, batch: Sequence[Request], policy: RetryPolicy,
-            writer: _Writer, stop: threading.Event) -> None:
-    """Ask one batch, re-asking retryable failures until they succeed or the policy gives up
-    (or the run is stopping: then the unanswered rest is left for the next run)."""
-    rng = random.Random()   # jitter only; it never touches results
-    pending = list(batch)
-    started = time.perf_counter()
-    attempt, waited = 0, 0.0
-    while pending and not stop.is_set():
-        attempt += 1
-        responses = _generate(adapter, pending)
-        again, waits = [], []
-        for request, response in zip(pending, responses):
-            if response.retryable and not policy.gives_up(attempt):
+    def _new_job(self, now: float) -> _Job | None:
+        if self.batches is None or len(self.backlog) >= self.max_waiting:
+            return None
+        batch = next(self.batches, None)
+        if batch is None:
+            self.batches = None
+            return None
+        return _Job(batch, started=now)
+
+    def _settle_next(self, timeout: float | None) -> None:
+        """Wait for an answer (at most `timeout` s, until a waiting batch is due) and settle
+        every answer that has arrived."""
+        try:
+            future = self.finished.get(timeout=timeout)
+        except queue.Empty:
+            return
+        while True:
+            self._settle(self.running.pop(future), future.result(), time.monotonic())
+            try:
+                future = self.finished.get_nowait()
+            except queue.Empty:
+                return
+
+    def _settle(self, job: _Job, responses: list[Response], now: float) -> None:
+        """Record the final answers of one attempt; schedule the retryable rest."""
+        again, delays, backed_off = [], [], False
+        for request, response in zip(job.requests, responses):
+            self.breaker.record(response)
+            told = self.policy.told_wait(response.retry_after)
+            if response.kind == "rate_limit" and told is not None:
+                self.backlog.rate_limited(told, now)
+            if response.retryable and not self.policy.gives_up(job.attempt):
                 again.append(request)
-                waits.append(policy.delay(attempt, response.retry_after, rng))
+                delays.append(self.policy.delay(job.backoffs + 1, response.retry_after,
+                                                self.rng))
+                backed_off |= told is None
             else:
-                writer.write(request, response, attempt, time.perf_counter() - started, waited)
+                self.writer.write(request, response, job.attempt, now - job.started,
+                                  job.waited)
+        if self.breaker.tripped:
+            raise AdapterAbort(self.breaker.reason())
         if again:
-            waited += max(waits)
-            stop.wait(max(waits))
-        pending = again
+            retry = _Job(again, job.started, job.attempt, job.waited,
+                         job.backoffs + backed_off)
+            retry.waited += self.backlog.put(retry, max(delays), now)
 
 
 def _generate(adapter: Adapter, requests: list[Request]) -> list[Response]:
