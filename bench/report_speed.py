@@ -34,6 +34,13 @@ from viubench.runner import GenerationSettings, RunOptions, run_eval
 from viubench.records import append_jsonl, canonical_json
 
 
+def _link_or_copy(source: str, target: str) -> None:
+    try:
+        os.link(source, target)
+    except OSError:   # another file system
+        shutil.copy2(source, target)
+
+
 def seed_testset(folder: str) -> str:
     seed = os.path.join(folder, "seed")
     if not os.path.exists(os.path.join(seed, "build.json")):
@@ -44,7 +51,7 @@ def seed_testset(folder: str) -> str:
 
 
 def replicate(seed: str, out: str, count: int) -> None:
-    """A test set of `count` samples made from the seed set's records (media shared)."""
+    """A test set of `count` samples made from the seed set's records (media hard-linked)."""
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(seed, "samples.jsonl"), encoding="utf-8") as handle:
         records = [json.loads(line) for line in handle]
@@ -60,7 +67,9 @@ def replicate(seed: str, out: str, count: int) -> None:
     with open(os.path.join(out, "build.json"), "w", encoding="utf-8") as handle:
         json.dump(summary, handle)
     if not os.path.exists(os.path.join(out, "media")):
-        os.symlink(os.path.abspath(os.path.join(seed, "media")), os.path.join(out, "media"))
+        # hard links: the media stay inside the test set (a link leading out is refused)
+        shutil.copytree(os.path.join(seed, "media"), os.path.join(out, "media"),
+                        copy_function=_link_or_copy)
 
 
 def noisy_oracle_run(testset: str, rundir: str, accuracy: float) -> None:

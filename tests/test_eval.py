@@ -415,7 +415,8 @@ def test_a_malformed_prompt_part_is_one_error_line_naming_the_sample(viubench_te
     done = viubench("eval", "--testset", copy, "--model", "random", "--out",
                     str(tmp_path / "run"))
     assert done.returncode == 2 and "Traceback" not in done.stderr
-    assert f"sample {first['id']}: a malformed prompt part" in done.stderr
-    assert "unknown prompt part type 'audio'" in done.stderr
+    assert "samples.jsonl:1: a prompt part of no known type" in done.stderr
+    assert "no known type ('audio')" in done.stderr
+    assert not os.path.exists(os.path.join(tmp_path, "run", "predictions.jsonl"))
     errors = [line for line in done.stderr.splitlines() if "error" in line]
     assert len(errors) == 1 and errors[0].startswith("viubench eval: error:")

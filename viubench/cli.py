@@ -129,7 +129,8 @@ def _add_build_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--per-video", type=int, default=1, help="samples per variant per video")
     parser.add_argument("--decoder", default="pyav", choices=["pyav", "decord", "auto"],
                         help="pyav reads everything; decord only H.264/HEVC/VP9; auto picks"
-                             " decord where it is correct. The backend is recorded per sample.")
+                             " decord where it is correct and falls back to PyAV for any file"
+                             " decord fails on. The backend is recorded per sample.")
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--task-module", action="append", default=[], metavar="MODULE:ATTR",
                         help="load an extra task from user code")
@@ -261,18 +262,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.showwarning = _show_warning
     try:
         return COMMANDS[args.command](args)
-    except (ValueError, FileNotFoundError) as error:
-        print(f"viubench {args.command}: error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"viubench {args.command}: interrupted (build and eval resume where they stopped"
-              " when run again)", file=sys.stderr)
-        return 130
     except BrokenPipeError:
         # the reader went away (e.g. `| head`): stop quietly, and keep Python from complaining
         # about the closed stdout when it flushes at exit
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    except ValueError as error:
+        print(f"viubench {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:   # a full disk, a permission, a missing file: one line, no trace
+        print(f"viubench {args.command}: error: {_os_error(error)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"viubench {args.command}: interrupted (build and eval resume where they stopped"
+              " when run again)", file=sys.stderr)
+        return 130
+
+
+def _os_error(error: OSError) -> str:
+    """An OSError in words: the file (when known), then the system's reason."""
+    if error.filename is not None and error.strerror:
+        return f"{error.filename}: {error.strerror}"
+    return str(error)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from typing import Any, Iterator, Mapping, Protocol
 
 from .adapters import (Adapter, AdapterAbort, AdapterSpec, PromptItem, Request, Response,
                        batching, failed)
+from .folderlock import exclusive
 from .retry import Backlog, Breaker, RetryPolicy
 from .runfolder import (PREDICTIONS, differing_settings, latest, make_header, prediction_record,
                         read_run, run_scope, scope_record)
@@ -104,8 +105,18 @@ def prompt_item(part: Mapping[str, Any], root: str) -> PromptItem:
 def run_eval(testset: str, spec: AdapterSpec, adapter: Adapter, rundir: str,
              generation: GenerationSettings, options: RunOptions,
              observer: RunObserver | None = None) -> dict[str, int]:
-    """Ask `adapter` every unanswered sample of `testset`; returns counts of this session."""
-    os.makedirs(rundir, exist_ok=True)
+    """Ask `adapter` every unanswered sample of `testset`; returns counts of this session.
+
+    The run folder is locked for the run (one writer: `viubench.folderlock`), and the whole
+    scope of the test set is checked (`viubench.testset.iter_samples`) before a request is sent.
+    """
+    with exclusive(rundir, "eval"):
+        return _run_locked(testset, spec, adapter, rundir, generation, options, observer)
+
+
+def _run_locked(testset: str, spec: AdapterSpec, adapter: Adapter, rundir: str,
+                generation: GenerationSettings, options: RunOptions,
+                observer: RunObserver | None) -> dict[str, int]:
     header = make_header(testset, spec.redacted(), adapter.describe(), generation.as_json())
     path = os.path.join(rundir, PREDICTIONS)
     old_header, predictions = read_run(rundir)
@@ -120,11 +131,11 @@ def run_eval(testset: str, spec: AdapterSpec, adapter: Adapter, rundir: str,
     done = {i for i, r in latest(predictions).items()
             if r["error"] is None or options.keep_errors}
     # Requests are streamed from samples.jsonl, never all held: a 100k-sample set has 100k
-    # prompts of 48 frame paths each. The first pass only counts what is left to ask.
+    # prompts of 48 frame paths each. The first pass checks the whole scope (an unsafe record
+    # stops the run before anything is sent) and counts what is left to ask.
+    remaining = sum(record["id"] not in done for record in iter_samples(testset, options.limit))
     todo = (r for r in requests_of(testset, generation, options.limit) if r.id not in done)
     if observer:
-        scope = iter_samples(testset, options.limit)
-        remaining = sum(record["id"] not in done for record in scope)
         observer.start(remaining, len(done))
     with open(path, "a", encoding="utf-8") as handle:
         if old_header is None:

@@ -116,9 +116,11 @@ def _checked_record(record: dict[str, Any], where: str) -> SampleRecord:
     if not isinstance(record["video"].get("path"), str) or not record["id"]:
         raise BadTestSet(f"{where}: no sample id or video path")
     for part in record["prompt"]:
-        if not isinstance(part, dict) or part.get("type") not in PART_TYPES:
+        if not isinstance(part, dict):
+            raise BadTestSet(f"{where}: a prompt part that is not an object")
+        if part.get("type") not in PART_TYPES:
             raise BadTestSet(f"{where}: a prompt part of no known type"
-                             f" ({str(part)[:60]!r})")
+                             f" ({str(part.get('type'))[:40]!r})")
     return record  # type: ignore[return-value]  # checked above
 
 
