@@ -62,6 +62,22 @@ def test_every_signature_gives_the_hand_computed_reward(task, variant, answer, r
     assert easyr1_compute_score_one(inputs[0]) == {"overall": pytest.approx(expected)}
 
 
+def test_the_file_loads_by_path_as_verl_and_easyr1_load_it():
+    """verl and EasyR1 import a reward file by its path, as a module outside any package."""
+    import importlib.util
+
+    import viubench.rewards
+
+    spec = importlib.util.spec_from_file_location("custom_module", viubench.rewards.__file__)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.compute_score("viubench/temporal_jigsaw/easy", "123456", "123456") == 1.0
+    assert module.easyr1_compute_score([{"response": "123456", "response_length": 6,
+                                         "ground_truth": module.easyr1_ground_truth(
+                                             "temporal_jigsaw", "easy", "123456")}]) == [
+        {"overall": 1.0}]
+
+
 def test_text_parts_of_a_multimodal_reply_are_read():
     reply = [{"role": "assistant", "content": [{"type": "text", "text": "<answer>12"},
                                                {"type": "text", "text": "3456</answer>"}]}]

@@ -34,8 +34,9 @@ import json
 from collections import defaultdict
 from typing import Any, Callable, Mapping, Sequence
 
-from .registry import load_tasks
-from .task import Task
+# Absolute imports: verl and EasyR1 load this file by its path, outside the package.
+from viubench.registry import load_tasks
+from viubench.task import Task
 
 DATA_SOURCE_PREFIX = "viubench/"
 
