@@ -9,7 +9,6 @@ the coverage line (answered of n, errors by kind, never asked) is printed in eve
 from __future__ import annotations
 
 import argparse
-import itertools
 import os
 import re
 import sys
@@ -19,12 +18,11 @@ from typing import Mapping, Sequence
 
 from .adapters import AdapterAbort, AdapterSpec, create, parse_spec
 from .progress import RunProgress
-from .records import read_jsonl
 from .retry import RetryPolicy
 from .runfolder import latest, read_run
 from .runner import GenerationSettings, RunAborted, RunOptions, run_eval
 from .score import format_results, score_run
-from .testset import SAMPLES
+from .testset import sample_ids
 
 
 def generation_settings(items: Sequence[str]) -> GenerationSettings:
@@ -79,9 +77,7 @@ def run_outcome(rundir: str, testset: str, limit: int | None) -> Outcome:
     """The outcome of every sample in scope, as the run folder holds it now."""
     _, records = read_run(rundir)
     last = latest(records)
-    # ids only: the run has just read and checked these records
-    scope = [record["id"] for record in
-             itertools.islice(read_jsonl(os.path.join(testset, SAMPLES)), limit)]
+    scope = sample_ids(testset, limit)   # the run has just checked these records
     finals = [last.get(sample_id) for sample_id in scope]
     errors = Counter(str(r["kind"]) for r in finals if r is not None and r["error"] is not None)
     answered = sum(1 for r in finals if r is not None and r["error"] is None)

@@ -95,6 +95,13 @@ def iter_samples(testset: str, limit: int | None = None) -> Iterator[SampleRecor
         yield sample
 
 
+def sample_ids(testset: str, limit: int | None = None) -> list[str]:
+    """The ids of the first `limit` samples, without the checks (for a scope `iter_samples`
+    has already passed, e.g. a run just made)."""
+    records = read_jsonl(os.path.join(testset, SAMPLES), max_line=MAX_SAMPLE_BYTES)
+    return [str(record.get("id")) for record in itertools.islice(records, limit)]
+
+
 def _reported(records: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
     """The records, with a reading error re-raised as BadTestSet."""
     try:
