@@ -1,4 +1,5 @@
-"""`viubench build | verify | eval | score | leaderboard | compare | analyze | list | demo`."""
+"""`viubench build | verify | eval | score | leaderboard | compare | analyze | watch | export |
+list | demo`."""
 
 from __future__ import annotations
 
@@ -70,9 +71,13 @@ def _parser() -> argparse.ArgumentParser:
     score.add_argument("--task-module", action="append", default=[], metavar="MODULE:ATTR",
                        help="a user task the test set uses (never imported from the test set)")
 
+    from .cli_export import add_parser as add_export_parser
     from .cli_report import add_parsers
+    from .cli_watch import add_parser as add_watch_parser
 
     add_parsers(commands)
+    add_watch_parser(commands)
+    add_export_parser(commands)
 
     listing = commands.add_parser("list", help="show tasks, variants, suites or adapters")
     listing.add_argument("what", nargs="?", default="tasks",
@@ -261,7 +266,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     warnings.showwarning = _show_warning
     try:
-        return COMMANDS[args.command](args)
+        handler = getattr(args, "handler", None) or COMMANDS[args.command]
+        return handler(args)
     except BrokenPipeError:
         # the reader went away (e.g. `| head`): stop quietly, and keep Python from complaining
         # about the closed stdout when it flushes at exit
