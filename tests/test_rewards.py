@@ -5,6 +5,7 @@ with the keyword names and shapes those trainers use (TRL 1.16 GRPOTrainer, verl
 from __future__ import annotations
 
 import math
+import os
 
 import pytest
 from hypothesis import given, settings
@@ -62,20 +63,59 @@ def test_every_signature_gives_the_hand_computed_reward(task, variant, answer, r
     assert easyr1_compute_score_one(inputs[0]) == {"overall": pytest.approx(expected)}
 
 
-def test_the_file_loads_by_path_as_verl_and_easyr1_load_it():
-    """verl and EasyR1 import a reward file by its path, as a module outside any package."""
+def _load_by_path(path: str, name: str):
+    """A module loaded from its file, outside any package, as verl's `load_module` and EasyR1's
+    `AutoRewardManager` load a reward file."""
     import importlib.util
 
-    import viubench.rewards
-
-    spec = importlib.util.spec_from_file_location("custom_module", viubench.rewards.__file__)
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    assert module.compute_score("viubench/temporal_jigsaw/easy", "123456", "123456") == 1.0
-    assert module.easyr1_compute_score([{"response": "123456", "response_length": 6,
-                                         "ground_truth": module.easyr1_ground_truth(
-                                             "temporal_jigsaw", "easy", "123456")}]) == [
-        {"overall": 1.0}]
+    return module
+
+
+def test_verl_calls_compute_score_as_its_naive_and_batch_managers_do():
+    """verl 0.8-0.10: the naive manager calls `compute_score(data_source=, solution_str=,
+    ground_truth=, extra_info=)` per response, after adding `num_turns` and
+    `rollout_reward_scores` to extra_info; the batch manager calls the plural keywords once."""
+    import viubench.rewards
+
+    module = _load_by_path(viubench.rewards.__file__, "custom_module_1234")
+    extra = {"index": 0, "num_turns": None, "rollout_reward_scores": {}}
+    assert module.compute_score(data_source="viubench/temporal_jigsaw/easy",
+                                solution_str="123465", ground_truth="123456",
+                                extra_info=extra) == pytest.approx(1 - 2 / 18)
+    batch = module.compute_score_batch(
+        data_sources=["viubench/temporal_jigsaw/easy", "viubench/object_counting/easy"],
+        solution_strs=["123456", "3 circles, 1 square, 2 triangles"],
+        ground_truths=["123456", "3,1,2"],
+        extra_infos=[{"rollout_reward_scores": {}},
+                     {"reward_policy": "videossr", "rollout_reward_scores": {}}])
+    assert batch == [1.0, 1.0]
+
+
+@pytest.mark.parametrize("file, expected_type", [("rewards.py", "batch"),
+                                                 ("rewards_sequential.py", "sequential")])
+def test_easyr1_loads_the_file_and_calls_it_in_the_style_it_declares(file, expected_type):
+    """EasyR1 loads `path:function` as module `custom_reward_fn`, reads the module's
+    REWARD_TYPE (default batch), and calls a batch function with a list of
+    {response, response_length, ground_truth} dicts, a sequential one with one dict."""
+    import viubench.rewards
+
+    path = os.path.join(os.path.dirname(viubench.rewards.__file__), file)
+    module = _load_by_path(path, "custom_reward_fn")
+    reward_type = getattr(module, "REWARD_TYPE", "batch")
+    assert reward_type == expected_type
+    function = getattr(module, "easyr1_compute_score" if file == "rewards.py"
+                       else "compute_score")
+    truth = easyr1_ground_truth("temporal_jigsaw", "easy", "123456")
+    inputs = [{"response": text, "response_length": len(text), "ground_truth": truth}
+              for text in ("123456", "nonsense")]
+    if reward_type == "batch":
+        scores = function(inputs)
+    else:
+        scores = [function(item) for item in inputs]
+    assert [score["overall"] for score in scores] == [1.0, 0.0]
 
 
 def test_text_parts_of_a_multimodal_reply_are_read():

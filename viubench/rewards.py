@@ -13,15 +13,18 @@ Three signatures around it, as the trainers call them:
   **columns)` with dataset columns `task`, `variant`, `answer` (and optionally
   `reward_policy`); plain or conversational completions; one float per completion; the mean
   reward per task is logged through TRL's `log_metric` when it is passed.
-* verl (`custom_reward_function.path = <this file>`, `name = compute_score`):
-  `compute_score(data_source, solution_str, ground_truth, extra_info=None, **kwargs)` with
-  `data_source = "viubench/TASK/VARIANT"` and `ground_truth` the answer; `extra_info` may name
-  a `reward_policy`.
+* verl (`custom_reward_function.path = pkg://viubench.rewards` or this file's path,
+  `name = compute_score`): `compute_score(data_source, solution_str, ground_truth,
+  extra_info=None, **kwargs)` with `data_source = "viubench/TASK/VARIANT"` and `ground_truth`
+  the answer; `extra_info` may name a `reward_policy`. verl's batch reward manager
+  (`reward_model.reward_manager=batch`) calls `compute_score_batch(data_sources=,
+  solution_strs=, ground_truths=, extra_infos=)` instead.
 * EasyR1 (`worker.reward.reward_function=<this file>:easyr1_compute_score`): a batch of
   `{"response", "response_length", "ground_truth"}` dicts, the task, variant, answer and policy
   travelling in `ground_truth` as the JSON text `easyr1_ground_truth` makes; returns one
-  `{"overall": reward}` per input. `easyr1_compute_score_one` takes and returns one dict
-  (EasyR1's `REWARD_TYPE = "sequential"`).
+  `{"overall": reward}` per input. EasyR1 reads the call style from the file's `REWARD_TYPE`
+  (`batch` here); `viubench/rewards_sequential.py` is the same reward as a `sequential` file
+  (one dict in, one dict out, `easyr1_compute_score_one`).
 
 Tasks are the built-ins and installed plug-ins; a user task is added with
 `RewardCore(load_tasks(["my_task:TASK"]))` and that core's methods.
@@ -39,6 +42,8 @@ from viubench.registry import load_tasks
 from viubench.task import Task
 
 DATA_SOURCE_PREFIX = "viubench/"
+REWARD_NAME = "viubench"    # EasyR1 prints it
+REWARD_TYPE = "batch"       # EasyR1 calls `easyr1_compute_score` with a list of inputs
 
 
 class RewardCore:
@@ -180,6 +185,17 @@ def trl_reward(prompts: Sequence[Any] | None = None, completions: Sequence[Any] 
 def compute_score(data_source: str, solution_str: str, ground_truth: str,
                   extra_info: Mapping[str, Any] | None = None, **kwargs: Any) -> float:
     return default_core().verl(data_source, solution_str, ground_truth, extra_info, **kwargs)
+
+
+def compute_score_batch(data_sources: Sequence[str], solution_strs: Sequence[str],
+                        ground_truths: Sequence[str],
+                        extra_infos: Sequence[Mapping[str, Any] | None] | None = None,
+                        **kwargs: Any) -> list[float]:
+    """verl's batch reward manager's call: one reward per response."""
+    infos = list(extra_infos) if extra_infos is not None else [None] * len(solution_strs)
+    core = default_core()
+    return [core.verl(source, text, truth, info) for source, text, truth, info
+            in zip(data_sources, solution_strs, ground_truths, infos, strict=True)]
 
 
 def easyr1_compute_score(reward_inputs: Sequence[Mapping[str, Any]]) -> list[dict[str, float]]:
