@@ -19,6 +19,7 @@ Option `video=auto` (the default) picks `video` when the checkpoint's video proc
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import inspect
@@ -154,6 +155,12 @@ def _rgb(path: str) -> Any:
         return picture.convert("RGB")
 
 
+def _sizes(max_frames: int | str | None, batch_size: int | str) -> tuple[int | None, int]:
+    """Options max_frames (None: every frame) and batch_size, checked."""
+    return (option("hf", "max_frames", max_frames, int, minimum=1),
+            option("hf", "batch_size", batch_size, int, minimum=1) or 4)
+
+
 def _stop_ids(model: Any, tokenizer: Any) -> set[int]:
     """Token ids that end an answer: the generation config's EOS ids, the tokenizer's, and pad."""
     configured = model.generation_config.eos_token_id
@@ -180,38 +187,68 @@ class TransformersLocal:
                  trust_remote_code: str = "false", batch_size: str = "4") -> None:
         if not target:
             raise ValueError("hf needs a checkpoint folder: hf:/path/to/model")
-        self.path = os.path.abspath(os.path.expanduser(target))
+        path = os.path.abspath(os.path.expanduser(target))
         option("hf", "dtype", dtype, str, choices=DTYPES)
         option("hf", "video", video, str, choices=VIDEO_MODES)
-        _check_path(self.path)
-        self.max_frames = option("hf", "max_frames", max_frames, int, minimum=1)
-        self.default_batch_size = option("hf", "batch_size", batch_size, int, minimum=1) or 4
-        self.attn = attn
+        _check_path(path)
+        frames, batch = _sizes(max_frames, batch_size)
         remote = bool(option("hf", "trust_remote_code", trust_remote_code, bool))
         try:
-            self.processor = load_processor(self.path, remote)
-            self.model = load_model(self.path, dtype, device, attn, remote)
+            processor = load_processor(path, remote)
+            model = load_model(path, dtype, device, attn, remote)
         except (OSError, ValueError, KeyError) as error:
-            raise AdapterAbort(f"hf: cannot load the checkpoint at {self.path}:"
+            raise AdapterAbort(f"hf: cannot load the checkpoint at {path}:"
                                f" {type(error).__name__}: {error}") from error
+        self.attn = attn
+        self.in_memory: str | None = None
+        self._setup(model, processor, path, video, frames, batch)
+        self.hash: str | None = checkpoint_hash(path)
+
+    @classmethod
+    def from_loaded(cls, model: Any, processor: Any, name: str = "in-memory",
+                    video: str = "auto", max_frames: int | str | None = None,
+                    batch_size: int | str = 4) -> "TransformersLocal":
+        """The adapter around a model and processor already in memory (e.g. mid-training).
+
+        Nothing is loaded or written: the model is used as it is (the caller puts it in eval
+        mode), and the processor is copied, so that the left padding generation needs does not
+        change the caller's. `describe()` records `in_memory: name` and the model's
+        `name_or_path` in place of a checkpoint folder and its hash.
+        """
+        option("hf", "video", video, str, choices=VIDEO_MODES)
+        frames, batch = _sizes(max_frames, batch_size)
+        made = cls.__new__(cls)
+        made.attn, made.hash, made.in_memory = "", None, name
+        made._setup(model, copy.deepcopy(processor), "", video, frames, batch)
+        return made
+
+    def _setup(self, model: Any, processor: Any, path: str, video: str, max_frames: int | None,
+               batch_size: int) -> None:
+        """What both constructors share: video input, padding and stop tokens."""
+        self.path, self.model, self.processor = path, model, processor
+        self.max_frames, self.default_batch_size = max_frames, batch_size
         self.video_input = self._choose_video_input(video)
         tokenizer = self.processor.tokenizer
         tokenizer.padding_side = "left"   # decoder-only batches must end at the prompt's end
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
         self.stop_ids = _stop_ids(self.model, tokenizer)
-        self.hash = checkpoint_hash(self.path)
 
     def _choose_video_input(self, wanted: str) -> str:
         """`video` or `frames`: fixed by the option and by whether a video processor loaded."""
         native = getattr(self.processor, "video_processor", None) is not None
         if wanted == "video" and not native:
-            raise ValueError(f"hf: video=video, but the checkpoint at {self.path} has no usable"
+            raise ValueError(f"hf: video=video, but the checkpoint at {self.where} has no usable"
                              " video processor (transformers' video processors need torchvision);"
                              " use video=frames or install torchvision")
         if wanted == "auto":
             return "video" if native else "frames"
         return wanted
+
+    @property
+    def where(self) -> str:
+        """The checkpoint folder, or the in-memory model's name, for messages."""
+        return self.path or f"{self.in_memory} (in memory)"
 
     def describe(self) -> dict[str, Any]:
         import transformers
@@ -221,12 +258,19 @@ class TransformersLocal:
         return {"adapter": "hf", "model_class": type(self.model).__name__,
                 "model_type": self.model.config.model_type,
                 "processor_class": type(self.processor).__name__,
-                "checkpoint": self.path, "checkpoint_sha256": self.hash,
+                **self._origin(),
                 "dtype": str(self.model.dtype).removeprefix("torch."),
                 "device": str(self.model.device), "attn": self.model.config._attn_implementation,
                 "video_input": self.video_input, **frame_policy(self.max_frames),
                 "generation_config": generation, "decoding": "greedy",
                 "transformers_version": transformers.__version__}
+
+    def _origin(self) -> dict[str, Any]:
+        """Where the weights come from: a checkpoint folder and its hash, or a model in memory."""
+        if self.in_memory is None:
+            return {"checkpoint": self.path, "checkpoint_sha256": self.hash}
+        return {"in_memory": self.in_memory,
+                "name_or_path": str(getattr(self.model, "name_or_path", "") or "")}
 
     def close(self) -> None:
         self.model = None
