@@ -10,6 +10,7 @@ import json
 import os
 import re
 import time
+from collections import Counter
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
@@ -22,12 +23,12 @@ from .media import MediaStore
 from .processes import die_with_parent
 from .registry import load_tasks
 from .render import FramePaths, make_record
-from .records import (append_jsonl, canonical_json, derive_rng, read_json, read_jsonl,
-                      truncate_lines, write_json, write_line)
+from .recipes import MAX_ROUNDS, Item, plan_round, quota_summary, video_order
+from .records import (append_jsonl, canonical_json, derive_rng, digest, file_hash, read_json,
+                      read_jsonl, truncate_lines, write_json, write_line)
 from .task import Clip, DonorSource, Task, TaskSkip
 from .testset import BUILD, SAMPLES, VIDEOS
-from .video import FrameProtocol, VideoError
-
+from .video import FrameProtocol, VideoError, check_regular_file
 
 
 @dataclass(frozen=True)
@@ -42,9 +43,39 @@ class BuildSpec:
     extra_tasks: tuple[str, ...] = ()
     max_pixels: int = 512 * 512   # frame area bound of every task (the paper's VIUBench: 512²;
                                   # its training sets: 256² = 65536)
+    # Training sets (recorded in build.json only when set, so older builds resume as before):
+    purpose: str = "benchmark"    # or "training": what the folder is for (build.json says)
+    recipe: str = ""              # the recipe the quotas come from
+    quotas: tuple[tuple[str, str, int], ...] = ()    # (task, variant, samples in all): a quota
+                                  # build (`viubench.recipes`); per_video caps one video's share
+    exclude: tuple[tuple[str, str, str], ...] = ()   # (content hash, test set, its video path):
+                                  # videos never used (no leakage into a test set)
 
     def as_json(self) -> dict[str, Any]:
-        return json.loads(canonical_json(asdict(self)))
+        data = asdict(self)
+        for name in OPTIONAL_FIELDS:
+            if data[name] == getattr(BuildSpec, name):
+                del data[name]
+        return json.loads(canonical_json(data))
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "BuildSpec":
+        """The spec a build.json records (lists back to tuples)."""
+        fields = dict(data)
+        for name in ("selection", "quotas", "exclude"):
+            fields[name] = tuple(tuple(item) for item in fields.get(name, ()))
+        fields["extra_tasks"] = tuple(fields.get("extra_tasks", ()))
+        return cls(**fields)
+
+    def items(self) -> list[Item]:
+        """Every sample a test-set build draws from each video, in record order."""
+        return [(task, variant, replica) for task, variant in self.selection
+                for replica in range(self.per_video)]
+
+    def excluded(self) -> dict[str, str]:
+        """content hash -> why a video with it is not used."""
+        return {entry[0]: f"excluded for leakage: same content as {entry[2]} of the test set"
+                          f" {entry[1]}" for entry in self.exclude}
 
     def protocol(self, task: Task) -> FrameProtocol:
         """The task's frame protocol under this build's pixel bound."""
@@ -52,6 +83,19 @@ class BuildSpec:
             raise ValueError(f"max_pixels {self.max_pixels} is below the smallest frame area"
                              f" {task.protocol.min_area} of task {task.name}")
         return dataclasses.replace(task.protocol, max_area=self.max_pixels)
+
+
+OPTIONAL_FIELDS = ("purpose", "recipe", "quotas", "exclude")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One video's work in a build: the samples to draw from it; `round` numbers the deals of
+    a quota build (0 in a test-set build, where every video draws every selected sample)."""
+
+    path: str
+    items: tuple[Item, ...]
+    round: int = 0
 
 
 @dataclass
@@ -65,10 +109,13 @@ class VideoResult:
     counts: dict[str, int] = field(default_factory=dict)  # "task:variant" -> samples
     sample_skips: list[dict[str, str]] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    round: int = 0
 
     def log_record(self) -> dict[str, Any]:
         record = asdict(self)
         record["samples"] = len(self.samples)
+        if not self.round:
+            del record["round"]
         return record
 
 
@@ -105,10 +152,12 @@ def discover(root: str, exclude: str | None = None) -> list[str]:
 
 
 class Donors:
-    """Loads other videos of the build on demand, once per (path, size), for one video's work."""
+    """Loads other videos of the build on demand, once per (path, size), for one video's work;
+    a video the build excludes (leakage) is never a donor."""
 
     def __init__(self, spec: BuildSpec, protocol, candidates: Sequence[str]) -> None:
         self.spec, self.protocol = spec, protocol
+        self.excluded = spec.excluded()
         self.cache: dict[tuple[str, tuple[int, int]], Clip | VideoError] = {}
         self.source = DonorSource(list(candidates), self.load)
 
@@ -116,8 +165,11 @@ class Donors:
         key = (rel_path, size)
         if key not in self.cache:
             try:
-                self.cache[key] = read_clips(self.spec.videos, rel_path, [self.protocol],
-                                             self.spec.decoder, size)[self.protocol]
+                clip = read_clips(self.spec.videos, rel_path, [self.protocol],
+                                  self.spec.decoder, size)[self.protocol]
+                if clip.video_hash in self.excluded:
+                    raise VideoError(self.excluded[clip.video_hash])
+                self.cache[key] = clip
             except VideoError as error:
                 self.cache[key] = error
         found = self.cache[key]
@@ -132,62 +184,86 @@ DECODE_AHEAD = 2     # decoded videos held ahead of rendering (bounds memory)
 
 @dataclass
 class LoadedVideo:
-    """A video read once for all frame protocols of the build, or the reason it cannot be."""
+    """A video read once for all frame protocols of its job, or the reason it cannot be."""
 
     path: str
     clips: dict[FrameProtocol, Clip] | None
     reason: str = ""
     seconds: float = 0.0
+    hash: str = ""       # known for a video excluded before decoding
 
 
-def _chosen(spec: BuildSpec) -> list[tuple[Task, str]]:
-    tasks = load_tasks(spec.extra_tasks)
-    return [(tasks[name], variant) for name, variant in spec.selection]
+Chosen = list[tuple[Task, str, int]]    # (task, variant, replica) of one job
+
+
+def _chosen(tasks: dict[str, Task], job: Job) -> Chosen:
+    return [(tasks[name], variant, replica) for name, variant, replica in job.items]
+
+
+def _protocols(spec: BuildSpec, chosen: Chosen) -> list[FrameProtocol]:
+    return list(dict.fromkeys(spec.protocol(task) for task, _, _ in chosen))
 
 
 def load_video(spec: BuildSpec, rel_path: str,
                protocols: Sequence[FrameProtocol]) -> LoadedVideo:
-    """Probe, hash and decode one video (the only decode it gets in this build)."""
+    """Probe, hash and decode one video (the only decode it gets in this job); a video the
+    build excludes is hashed, and not decoded."""
     started = time.perf_counter()
     try:
+        if spec.exclude:
+            reason = _exclusion(spec, rel_path)
+            if reason:
+                return LoadedVideo(rel_path, None, reason=reason[1], hash=reason[0])
         clips = read_clips(spec.videos, rel_path, protocols, spec.decoder)
     except (VideoError, OSError) as error:
         return LoadedVideo(rel_path, None, reason=str(error))
     return LoadedVideo(rel_path, clips, seconds=time.perf_counter() - started)
 
 
-def render_video(spec: BuildSpec, out: str, loaded: LoadedVideo, chosen: list[tuple[Task, str]],
-                 candidates: Sequence[str], store: MediaStore) -> VideoResult:
-    """Draw every selected sample from a loaded video; its media are handed to `store`.
+def _exclusion(spec: BuildSpec, rel_path: str) -> tuple[str, str] | None:
+    """(hash, reason) if the video's content is one the build excludes."""
+    path = os.path.join(spec.videos, rel_path)
+    check_regular_file(path)     # never hash a FIFO or a device
+    content = file_hash(path)
+    reason = spec.excluded().get(content)
+    return (content, reason) if reason else None
+
+
+def render_video(spec: BuildSpec, out: str, loaded: LoadedVideo, chosen: Chosen,
+                 candidates: Sequence[str], store: MediaStore, job_round: int = 0) -> VideoResult:
+    """Draw every sample of a job from its loaded video; its media are handed to `store`.
 
     The frames are on disk only after `store.wait()`, which must come before the result's
     records are written.
     """
     if loaded.clips is None:
-        return VideoResult(loaded.path, "skipped", reason=loaded.reason)
+        return VideoResult(loaded.path, "skipped", reason=loaded.reason, hash=loaded.hash,
+                           round=job_round)
     first = next(iter(loaded.clips.values()))
-    result = VideoResult(loaded.path, "ok", hash=first.video_hash, backend=first.backend)
+    result = VideoResult(loaded.path, "ok", hash=first.video_hash, backend=first.backend,
+                         round=job_round)
     result.timings["decode"] = loaded.seconds
     started = time.perf_counter()
     paths = {p: FramePaths(clip, store.put) for p, clip in loaded.clips.items()}
-    for task, variant in chosen:
+    donors: dict[tuple[str, str], Donors] = {}
+    for task, variant, replica in chosen:
         protocol = spec.protocol(task)
-        donors = Donors(spec, protocol, candidates)
-        for replica in range(spec.per_video):
-            _make_sample(task, variant, loaded.clips[protocol], spec, replica, donors,
-                         paths[protocol], result)
+        if (task.name, variant) not in donors:
+            donors[task.name, variant] = Donors(spec, protocol, candidates)
+        _make_sample(task, variant, loaded.clips[protocol], spec, replica,
+                     donors[task.name, variant], paths[protocol], result)
     result.timings["render"] = time.perf_counter() - started
     return result
 
 
-def process_video(spec: BuildSpec, out: str, rel_path: str,
+def process_video(spec: BuildSpec, out: str, job: Job,
                   candidates: Sequence[str]) -> VideoResult:
-    """Decode one video once and draw every selected sample from it (a worker's unit)."""
-    chosen = _chosen(spec)
-    loaded = load_video(spec, rel_path, [spec.protocol(task) for task, _ in chosen])
+    """Decode one video once and draw every sample of its job from it (a worker's unit)."""
+    chosen = _chosen(load_tasks(spec.extra_tasks), job)
+    loaded = load_video(spec, job.path, _protocols(spec, chosen))
     with ThreadPoolExecutor(MEDIA_THREADS) as writers:
         store = MediaStore(out, writers)
-        result = render_video(spec, out, loaded, chosen, candidates, store)
+        result = render_video(spec, out, loaded, chosen, candidates, store, job.round)
         store.wait()
     return result
 
@@ -206,7 +282,7 @@ def _make_sample(task: Task, variant: str, clip: Clip, spec: BuildSpec, replica:
     result.counts[key] = result.counts.get(key, 0) + 1
 
 
-def _ordered(spec: BuildSpec, out: str, todo: Sequence[str], candidates: Sequence[str],
+def _ordered(spec: BuildSpec, out: str, todo: Sequence[Job], candidates: Sequence[str],
              workers: int) -> Iterator[VideoResult]:
     """Results in `todo` order, at most 2 * workers videos in flight (memory stays flat)."""
     if workers <= 1:
@@ -215,33 +291,35 @@ def _ordered(spec: BuildSpec, out: str, todo: Sequence[str], candidates: Sequenc
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn"),
                              initializer=die_with_parent) as pool:
         pending = []
-        for rel in todo:
-            pending.append(pool.submit(process_video, spec, out, rel, candidates))
+        for job in todo:
+            pending.append(pool.submit(process_video, spec, out, job, candidates))
             if len(pending) >= 2 * workers:
                 yield pending.pop(0).result()
         for future in pending:
             yield future.result()
 
 
-def _in_process(spec: BuildSpec, out: str, todo: Sequence[str],
+def _in_process(spec: BuildSpec, out: str, todo: Sequence[Job],
                 candidates: Sequence[str]) -> Iterator[VideoResult]:
     """One process, three overlapping stages: decode (up to two videos ahead, in a thread),
     render (this thread), JPEG encode + write (a thread pool). A video's result is yielded
     once its frames are on disk, while the next video is already being rendered.
     """
-    chosen = _chosen(spec)
-    protocols = [spec.protocol(task) for task, _ in chosen]
+    tasks = load_tasks(spec.extra_tasks)
+    chosen = [_chosen(tasks, job) for job in todo]
     with ThreadPoolExecutor(DECODE_AHEAD) as loader, ThreadPoolExecutor(MEDIA_THREADS) as writers:
-        upcoming = [loader.submit(load_video, spec, rel, protocols)
-                    for rel in todo[:DECODE_AHEAD]]
+        upcoming = [loader.submit(load_video, spec, job.path, _protocols(spec, chosen[i]))
+                    for i, job in enumerate(todo[:DECODE_AHEAD])]
         writing: tuple[VideoResult, MediaStore] | None = None
-        for position in range(len(todo)):
+        for position, job in enumerate(todo):
             loaded = upcoming.pop(0).result()
-            if position + DECODE_AHEAD < len(todo):
-                upcoming.append(loader.submit(load_video, spec, todo[position + DECODE_AHEAD],
-                                              protocols))
+            ahead = position + DECODE_AHEAD
+            if ahead < len(todo):
+                upcoming.append(loader.submit(load_video, spec, todo[ahead].path,
+                                              _protocols(spec, chosen[ahead])))
             store = MediaStore(out, writers)
-            result = render_video(spec, out, loaded, chosen, candidates, store)
+            result = render_video(spec, out, loaded, chosen[position], candidates, store,
+                                  job.round)
             if writing:
                 yield _written(*writing)
             writing = (result, store)
@@ -269,34 +347,79 @@ def _build_locked(spec: BuildSpec, out: str, limit: int | None, workers: int,
     candidates = discover(spec.videos, exclude=out)
     todo = candidates[:limit] if limit else candidates
     os.makedirs(out, exist_ok=True)
-    done = _resume_state(spec, out)
-    _write_build_json(out, spec, done, status="running", started=time.time())
-    seen = {r["hash"]: r["path"] for r in done if r["status"] == "ok"}
+    listing = digest("videos", todo) if spec.quotas else ""
+    done = _resume_state(spec, out, listing)
+    _write_build_json(out, spec, done, status="running", started=time.time(),
+                      **({"listing": listing} if listing else {}))
     started = time.perf_counter()
-    finished = {r["path"] for r in done}
-    remaining = [rel for rel in todo if rel not in finished]
-    if observer:
-        observer.start(len(remaining), len(finished))
-    with open(os.path.join(out, SAMPLES), "a", encoding="utf-8") as samples, \
-            open(os.path.join(out, VIDEOS), "a", encoding="utf-8") as videos:
-        for result in _ordered(spec, out, remaining, candidates, workers):
-            if result.status == "ok" and result.hash in seen:
-                result = VideoResult(result.path, "skipped", hash=result.hash,
-                                     reason=f"duplicate of {seen[result.hash]} (same content)")
-            if result.status == "ok":
-                seen[result.hash] = result.path
-            if result.samples:
-                write_line(samples, "\n".join(result.samples))
-            append_jsonl(videos, result.log_record())
-            done.append(result.log_record())
-            if observer:
-                observer.update(result)
+    run = _Run(spec, out, candidates, workers, done, observer)
+    if spec.quotas:
+        _quota_rounds(run, video_order(todo, spec.seed))
+    else:
+        items = tuple(spec.items())
+        run.jobs([Job(rel, items) for rel in todo], first=True)
     return _write_build_json(out, spec, done, status="complete",
-                             seconds=time.perf_counter() - started)
+                             seconds=time.perf_counter() - started,
+                             **({"listing": listing} if listing else {}))
 
 
-def _resume_state(spec: BuildSpec, out: str) -> list[dict[str, Any]]:
-    """Per-video records already done; samples.jsonl is cut back to exactly their samples."""
+class _Run:
+    """Runs jobs of one build: skips those already done (resume), writes their records."""
+
+    def __init__(self, spec: BuildSpec, out: str, candidates: Sequence[str], workers: int,
+                 done: list[dict[str, Any]], observer: BuildObserver | None) -> None:
+        self.spec, self.out, self.candidates, self.workers = spec, out, candidates, workers
+        self.done, self.observer = done, observer
+        self.finished = {(r.get("round", 0), r["path"]) for r in done}
+        self.seen = {r["hash"]: r["path"] for r in done if r["status"] == "ok"}
+
+    def jobs(self, jobs: Sequence[Job], first: bool) -> None:
+        remaining = [job for job in jobs if (job.round, job.path) not in self.finished]
+        if self.observer and first:
+            self.observer.start(len(remaining), len(self.finished))
+        with open(os.path.join(self.out, SAMPLES), "a", encoding="utf-8") as samples, \
+                open(os.path.join(self.out, VIDEOS), "a", encoding="utf-8") as videos:
+            for result in _ordered(self.spec, self.out, remaining, self.candidates,
+                                   self.workers):
+                result = self._deduplicated(result)
+                if result.samples:
+                    write_line(samples, "\n".join(result.samples))
+                append_jsonl(videos, result.log_record())
+                self.done.append(result.log_record())
+                if self.observer:
+                    self.observer.update(result)
+
+    def _deduplicated(self, result: VideoResult) -> VideoResult:
+        """The result, or a skip if another path of the build has the same content."""
+        original = self.seen.get(result.hash)
+        if result.status == "ok" and original is not None and original != result.path:
+            return VideoResult(result.path, "skipped", hash=result.hash, round=result.round,
+                               reason=f"duplicate of {original} (same content)")
+        if result.status == "ok":
+            self.seen[result.hash] = result.path
+        return result
+
+
+def _quota_rounds(run: _Run, order: list[str]) -> None:
+    """Deal the spec's quotas to the videos in `order`, round after round, until they are met
+    or no video can give more (`recipes.plan_round`); each round is planned from the records
+    of the earlier ones only, so a resumed build plans exactly as an uninterrupted one."""
+    assigned: Counter[tuple[str, str]] = Counter()
+    for number in range(1, MAX_ROUNDS + 1):
+        earlier = [r for r in run.done if r.get("round", 0) < number]
+        dealt = plan_round(run.spec.quotas, order, earlier, assigned, run.spec.per_video,
+                           first=number == 1)
+        if not dealt:
+            return
+        run.jobs([Job(path, tuple(items), number) for path, items in dealt], first=number == 1)
+
+
+def _resume_state(spec: BuildSpec, out: str, listing: str) -> list[dict[str, Any]]:
+    """Per-video records already done; samples.jsonl is cut back to exactly their samples.
+
+    A quota build deals its samples over the whole folder, so it resumes only over the same
+    list of videos (`listing`, a digest of it; "" for a test-set build, which resumes over
+    any)."""
     build_path = os.path.join(out, BUILD)
     if not os.path.exists(build_path):
         for name in (SAMPLES, VIDEOS):
@@ -307,6 +430,10 @@ def _resume_state(spec: BuildSpec, out: str) -> list[dict[str, Any]]:
     if previous.get("spec") != spec.as_json():
         raise ValueError(f"{out} holds a build with different settings ({build_path});"
                          " use a new --out folder or the same settings")
+    if previous.get("listing", "") != listing:
+        raise ValueError(f"{out} holds a recipe build over other videos ({build_path}): the"
+                         " video folder or --limit changed since it started, and the recipe"
+                         " is dealt over all of them; use a new --out folder")
     videos_path = os.path.join(out, VIDEOS)
     done = list(read_jsonl(videos_path)) if os.path.exists(videos_path) else []
     truncate_lines(videos_path, len(done))
@@ -317,7 +444,8 @@ def _resume_state(spec: BuildSpec, out: str) -> list[dict[str, Any]]:
 def _write_build_json(out: str, spec: BuildSpec, done: list[dict[str, Any]], status: str,
                       **extra: Any) -> dict[str, Any]:
     """Write (atomically) and return build.json for the per-video records `done`; a record
-    lacking `counts`, `sample_skips` or `timings` (an older log) counts as holding none."""
+    lacking `counts`, `sample_skips` or `timings` (an older log) counts as holding none.
+    A video dealt samples in several rounds of a quota build counts once."""
     counts: dict[str, int] = {}
     timings: dict[str, float] = {}
     for record in done:
@@ -325,21 +453,57 @@ def _write_build_json(out: str, spec: BuildSpec, done: list[dict[str, Any]], sta
             counts[key] = counts.get(key, 0) + n
         for key, seconds in record.get("timings", {}).items():
             timings[key] = round(timings.get(key, 0.0) + seconds, 3)
+    videos = per_video(done)
     summary = {
         "tool": "viubench", "tool_version": __version__, "status": status,
-        "spec": spec.as_json(),
-        "videos": {"processed": len(done), "ok": sum(r["status"] == "ok" for r in done),
-                   "skipped": sum(r["status"] == "skipped" for r in done)},
+        "purpose": spec.purpose, "spec": spec.as_json(),
+        "videos": {"processed": len(videos), "ok": sum(r["status"] == "ok" for r in videos),
+                   "skipped": sum(r["status"] == "skipped" for r in videos)},
         "samples": sum(counts.values()), "counts": dict(sorted(counts.items())),
-        "skipped": [{"path": r["path"], "reason": r["reason"]} for r in done
+        "skipped": [{"path": r["path"], "reason": r["reason"]} for r in videos
                     if r["status"] == "skipped"],
         "sample_skips": [dict(s, video=r["path"]) for r in done
                          for s in r.get("sample_skips", [])],
-        "variants": variant_summary(done, spec.selection),
-        "timings": timings, **extra,
+        "variants": variant_summary(videos, spec.selection),
+        "timings": timings, **_training_summary(spec, videos, counts), **extra,
     }
     write_json(os.path.join(out, BUILD), summary)
     return summary
+
+
+def _training_summary(spec: BuildSpec, videos: list[dict[str, Any]],
+                      counts: dict[str, int]) -> dict[str, Any]:
+    """build.json's `quotas` (a quota build) and `leakage` (a build excluding test sets)."""
+    summary: dict[str, Any] = {}
+    if spec.quotas:
+        summary["quotas"] = dict(quota_summary(spec.quotas, counts), recipe=spec.recipe)
+    if spec.exclude:
+        excluded = spec.excluded()
+        summary["leakage"] = {
+            "testsets": sorted({entry[1] for entry in spec.exclude}),
+            "testset_videos": len(excluded),
+            "excluded": sum(r["status"] == "skipped" and r.get("hash") in excluded
+                            for r in videos)}
+    return summary
+
+
+def per_video(done: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The per-video records with those of one video (several rounds of a quota build) merged:
+    counts added, sample skips joined, ok if any round loaded it. Order of first appearance."""
+    merged: dict[str, dict[str, Any]] = {}
+    for record in done:
+        if record["path"] not in merged:
+            merged[record["path"]] = dict(record)
+            continue
+        into = merged[record["path"]]
+        counts = dict(into.get("counts", {}))
+        for key, n in record.get("counts", {}).items():
+            counts[key] = counts.get(key, 0) + n
+        into["counts"] = counts
+        into["sample_skips"] = into.get("sample_skips", []) + record.get("sample_skips", [])
+        if record["status"] == "ok":
+            into["status"] = "ok"
+    return list(merged.values())
 
 
 TOP_REASONS = 5                        # skip-reason groups kept per variant in build.json

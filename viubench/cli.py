@@ -127,11 +127,15 @@ def _add_eval_parser(commands) -> None:
 
 
 def _add_build_options(parser: argparse.ArgumentParser) -> None:
+    from .recipes import RECIPES
+
     parser.add_argument("--suite", help="viubench (default), all, or a suite a task declares")
     parser.add_argument("--tasks", nargs="+", default=[], metavar="TASK[:VARIANT]",
                         help="keep only these tasks / variants of the suite")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--per-video", type=int, default=1, help="samples per variant per video")
+    parser.add_argument("--per-video", type=int, metavar="N",
+                        help="samples per variant per video (default 1); with --recipe, the"
+                             " most samples of one variant drawn from one video (default 4)")
     parser.add_argument("--decoder", default="pyav", choices=["pyav", "decord", "auto"],
                         help="pyav reads everything; decord only H.264/HEVC/VP9; auto picks"
                              " decord where it is correct and falls back to PyAV for any file"
@@ -139,34 +143,95 @@ def _add_build_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--task-module", action="append", default=[], metavar="MODULE:ATTR",
                         help="load an extra task from user code")
-    parser.add_argument("--max-pixels", type=int, default=512 * 512, metavar="AREA",
-                        help="largest stored frame area, aspect kept (262144 = 512x512, the"
-                             " paper's VIUBench setting; 65536 = 256x256 for training sets)")
+    parser.add_argument("--max-pixels", type=int, metavar="AREA",
+                        help="largest stored frame area, aspect kept (default 262144 = 512x512,"
+                             " the paper's VIUBench setting; with --for-training 65536 ="
+                             " 256x256, the papers' training setting)")
+    training = parser.add_argument_group("training sets")
+    training.add_argument("--recipe", choices=sorted(RECIPES),
+                          help="a training mix of per-variant quotas, dealt over the videos,"
+                               " instead of --suite/--tasks: videossr30k (VideoSSR-30K's mix)"
+                               " or mvp (ours)")
+    training.add_argument("--samples", type=int, metavar="N",
+                          help="scale the recipe to N samples in all, proportions kept"
+                               " (default: the recipe's own size)")
+    training.add_argument("--for-training", action="store_true",
+                          help="a training set: frames at the training resolution (--max-pixels"
+                               " 65536 unless given) and build.json purpose \"training\"")
+    training.add_argument("--exclude-testset", action="append", default=[], metavar="DIR",
+                          help="never use a video whose content is in the test set DIR"
+                               " (repeatable); each one is recorded as skipped, naming DIR")
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from .build import BuildSpec, build
+    from .build import build
     from .progress import VideoProgress
-    from .registry import load_tasks, select
 
-    tasks = load_tasks(args.task_module)
-    selection = tuple(select(tasks, args.suite, args.tasks))
-    spec = BuildSpec(os.path.abspath(args.videos), selection, args.seed, args.per_video,
-                     args.decoder, tuple(args.task_module), args.max_pixels)
+    spec = _build_spec(args)
     with VideoProgress(args.out) as progress:
         summary = build(spec, args.out, args.limit, args.workers, observer=progress)
     _print_build_summary(args.out, summary)
     return 0
 
 
+def _build_spec(args: argparse.Namespace):
+    """The BuildSpec the build options describe (ValueError for options that conflict)."""
+    from .build import BuildSpec
+    from .leakage import video_hashes
+    from .recipes import DEFAULT_PER_VIDEO, recipe_named, scaled
+    from .registry import load_tasks, select
+
+    tasks = load_tasks(args.task_module)
+    quotas: tuple[tuple[str, str, int], ...] = ()
+    if args.recipe:
+        if args.suite or args.tasks:
+            raise ValueError("--recipe chooses the variants; leave out --suite and --tasks")
+        recipe = recipe_named(args.recipe)
+        quotas = scaled(recipe.quotas, args.samples or recipe.size)
+        selection = tuple((task, variant) for task, variant, _ in recipe.quotas)
+        select(tasks, "all", [f"{task}:{variant}" for task, variant in selection])
+    elif args.samples is not None:
+        raise ValueError("--samples scales a recipe; give --recipe too")
+    else:
+        selection = tuple(select(tasks, args.suite, args.tasks))
+    per_video = args.per_video or (DEFAULT_PER_VIDEO if quotas else 1)
+    max_pixels = args.max_pixels or (256 * 256 if args.for_training else 512 * 512)
+    exclude = sorted({(content, os.path.abspath(folder), path)
+                      for folder in args.exclude_testset
+                      for content, path in video_hashes(folder).items()})
+    return BuildSpec(os.path.abspath(args.videos), selection, args.seed, per_video,
+                     args.decoder, tuple(args.task_module), max_pixels,
+                     purpose="training" if args.for_training else "benchmark",
+                     recipe=args.recipe or "", quotas=quotas, exclude=tuple(exclude))
+
+
 def _print_build_summary(out: str, summary: dict) -> None:
     videos = summary["videos"]
+    purpose = " (a training set)" if summary.get("purpose") == "training" else ""
     print(f"{out}: {summary['samples']} samples from {videos['ok']} videos"
-          f" ({videos['skipped']} skipped)")
+          f" ({videos['skipped']} skipped){purpose}")
     for key, entry in summary["variants"].items():
         print(f"  {key}: {_variant_line(entry)}")
     for skipped in summary["skipped"]:
         print(f"  skipped {skipped['path']}: {skipped['reason']}")
+    if "leakage" in summary:
+        leakage = summary["leakage"]
+        print(f"  excluded for leakage: {leakage['excluded']} videos (their content is in"
+              f" {', '.join(leakage['testsets'])})")
+    if "quotas" in summary:
+        _print_shortfall(summary["quotas"])
+
+
+def _print_shortfall(quotas: dict) -> None:
+    """One line when the recipe was met, else one naming every variant short of its quota."""
+    if not quotas["short"]:
+        print(f"  recipe {quotas['recipe']}: all {quotas['wanted']} samples made")
+        return
+    short = [f"{key} {entry['made']} of {entry['wanted']}"
+             for key, entry in quotas["variants"].items() if entry["made"] < entry["wanted"]]
+    print(f"  SHORTFALL: {quotas['short']} of the {quotas['wanted']} samples of recipe"
+          f" {quotas['recipe']} could not be made from this folder ({'; '.join(short)}):"
+          " add videos, or raise --per-video (the most samples of one variant per video)")
 
 
 CONSOLE_REASONS = 3     # skip-reason groups shown per variant (build.json keeps more)
