@@ -43,7 +43,11 @@ import os
 import warnings
 from typing import Any, Mapping
 
-from transformers import Trainer, TrainerCallback
+try:
+    from transformers import Trainer, TrainerCallback
+except ImportError as missing:   # the callback subclasses TrainerCallback: nothing works without
+    raise ImportError("viubench.training needs transformers (and torch): pip install"
+                      " 'viubench[hf]'") from missing
 
 from .adapters import AdapterSpec
 from .leakage import warn_if_shared
@@ -158,6 +162,12 @@ def _refuse_sharded(trainer: Any) -> None:
                          " the saved checkpoints with `viubench watch` instead")
 
 
+def _first(*candidates: Any) -> Any:
+    """The first candidate that is not None (models and processors are never tested for truth:
+    some define __len__)."""
+    return next((candidate for candidate in candidates if candidate is not None), None)
+
+
 def _check_processor(processor: Any) -> None:
     if getattr(processor, "tokenizer", None) is None:
         raise ValueError(f"ViubenchCallback needs the model's multimodal processor"
@@ -208,7 +218,7 @@ class ViubenchCallback(TrainerCallback):
             raise TypeError(f"ViubenchCallback.attach needs a transformers.Trainer (or a TRL"
                             f" trainer), not {type(trainer).__name__}")
         _refuse_sharded(trainer)
-        _check_processor(self.processor or trainer.processing_class)
+        _check_processor(_first(self.processor, trainer.processing_class))
         trainer.add_callback(self)
         self.trainer = trainer
         return self
@@ -233,11 +243,10 @@ class ViubenchCallback(TrainerCallback):
         step = state.global_step
         if step in self.runs or not state.is_world_process_zero:
             return
-        given = hooks.get("model")
         model = self.trainer.accelerator.unwrap_model(
-            self.trainer.model if given is None else given)
-        processor = (self.processor or hooks.get("processing_class")
-                     or self.trainer.processing_class)
+            _first(hooks.get("model"), self.trainer.model))
+        processor = _first(self.processor, hooks.get("processing_class"),
+                           self.trainer.processing_class)
         rundir = fresh_rundir(self.out or os.path.join(args.output_dir, PREFIX), step)
         self.runs[step] = rundir
         options = RunOptions(batch_size=self.batch_size, limit=self.limit)
