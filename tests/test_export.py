@@ -14,7 +14,7 @@ import pytest
 
 from viubench.build import BuildSpec, build
 from viubench.cli import main
-from viubench.export import export_set
+from viubench.export import build_warnings, export_set
 from viubench.registry import load_tasks, select
 from viubench.rewards import (compute_score, easyr1_compute_score, parse_easyr1_ground_truth,
                               trl_reward)
@@ -188,11 +188,19 @@ def test_cli_prints_training_command(fmt, expected, training_set, tmp_path, caps
     assert main(["export", training_set, "--format", fmt, "--out", out, "--limit", "3"]) == 0
     printed = capsys.readouterr().out
     assert f"{out}/train.parquet: 3 {fmt} rows" in printed
+    assert "note: " in printed and "built as a benchmark set" in printed
     for words in expected:
         words = words.replace("REWARDS", os.path.abspath(viubench.rewards.__file__))
         assert words.replace("OUT", out) in printed
     with open(os.path.join(out, "README.md"), encoding="utf-8") as card:
         assert expected[0] in card.read()
+
+
+def test_build_warnings():
+    assert build_warnings("t", {"status": "complete", "purpose": "training"}) == []
+    unfinished = build_warnings("t", {"status": "running", "purpose": "training"})
+    assert len(unfinished) == 1 and "unfinished build" in unfinished[0]
+    assert "benchmark set" in " ".join(build_warnings("t", {"status": "complete"}))
 
 
 def tampered(training_set: str, tmp_path, change) -> str:

@@ -47,6 +47,7 @@ class Exported:
     per_variant: Counter = field(default_factory=Counter)
     pixel_bounds: tuple[int, int] = (1 << 62, 0)
     prompt_tokens: int = 0    # an estimate for Qwen2/2.5-VL, for the printed command
+    warnings: list[str] = field(default_factory=list)
 
 
 def run_export(args: argparse.Namespace) -> int:
@@ -58,6 +59,8 @@ def run_export(args: argparse.Namespace) -> int:
     print(f"{exported.path}: {exported.rows} {args.format} rows"
           f" ({', '.join(f'{task} {n}' for task, n in sorted(tasks.items()))})")
     print(format_notes(args.format))
+    for warning in exported.warnings:
+        print(f"note: {warning}")
     print("train with:")
     print(training_command(args.format, args.out, exported, args.model))
     return 0
@@ -68,16 +71,29 @@ def export_set(testset: str, fmt: str, out: str, policy: str | None = None,
     """Write `out/train.parquet` and `out/README.md` for trainer `fmt`; see the module text."""
     if fmt not in ROW_MAKERS:
         raise ExportError(f"no export format {fmt!r} (choose {', '.join(FORMATS)})")
-    load_build(testset)
+    build_record = load_build(testset)
     _check_out(out)
     rows = list(_rows(testset, fmt, policy, limit))
     if not rows:
         raise ExportError(f"{testset}: no samples to export")
     exported = _summary(os.path.join(out, DATA_FILE), rows)
+    exported.warnings = build_warnings(testset, build_record)
     os.makedirs(out, exist_ok=True)
     write_parquet([row for row, _, _ in rows], exported.path, images=fmt == "trl")
     _write_text(os.path.join(out, CARD_FILE), dataset_card(fmt, testset, out, exported, model))
     return exported
+
+
+def build_warnings(testset: str, build_record: dict[str, Any]) -> list[str]:
+    """What the user should know about the set's build before training on it."""
+    warnings = []
+    if build_record.get("status") != "complete":
+        warnings.append(f"{testset} is an unfinished build (status"
+                        f" {str(build_record.get('status'))[:20]!r}): only its samples so far")
+    if build_record.get("purpose") != "training":
+        warnings.append(f"{testset} was built as a benchmark set, not with --for-training:"
+                        " never evaluate on a set you trained on")
+    return warnings
 
 
 def _check_out(out: str) -> None:
