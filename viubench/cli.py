@@ -194,8 +194,10 @@ def _build_spec(args: argparse.Namespace):
         raise ValueError("--samples scales a recipe; give --recipe too")
     else:
         selection = tuple(select(tasks, args.suite, args.tasks))
-    per_video = args.per_video or (DEFAULT_PER_VIDEO if quotas else 1)
-    max_pixels = args.max_pixels or (256 * 256 if args.for_training else 512 * 512)
+    per_video = args.per_video if args.per_video is not None else (
+        DEFAULT_PER_VIDEO if quotas else 1)
+    max_pixels = args.max_pixels if args.max_pixels is not None else (
+        256 * 256 if args.for_training else 512 * 512)
     exclude = sorted({(content, os.path.abspath(folder), path)
                       for folder in args.exclude_testset
                       for content, path in video_hashes(folder).items()})
