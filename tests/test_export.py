@@ -228,6 +228,8 @@ BAD_SETS = {
                     "literal <video>"),
     "no fps": (lambda r: _first_video(r).pop("fps"), "without a frame rate"),
     "task": (lambda r: r.__setitem__("task", "no_such_task"), "no task 'no_such_task'"),
+    "unscorable": (lambda r: r.update(task="masked_prediction", variant="mvp-easy",
+                                      answer="banana"), "cannot reward the answer 'banana'"),
 }
 
 

@@ -117,8 +117,9 @@ def _rows(testset: str, fmt: str, policy: str | None,
         try:
             earned = core.reward(sample["task"], sample["variant"], sample["answer"],
                                  sample["answer"], policy)
-        except ValueError as error:
-            raise ExportError(f"{where}: {error}") from None
+        except ValueError as error:   # an unknown task, variant or policy; an odd answer
+            raise ExportError(f"{where}: cannot reward the answer {sample['answer'][:80]!r}:"
+                              f" {error}") from None
         if earned != 1.0:
             raise ExportError(f"{where}: the answer {sample['answer'][:80]!r} earns reward"
                               f" {earned:.3g}, not 1, under its task's reward")
