@@ -25,8 +25,8 @@ from viubench.runfolder import PREDICTIONS
 from viubench.runner import RunOptions
 from viubench.testset import iter_samples
 from viubench.watch import (LOG, Checkpoint, Readiness, Watcher, WatchError, WatchSettings,
-                            check_template, completeness_problem, find_checkpoints,
-                            safetensors_problem, spec_for, weights_problem)
+                            check_template, completeness_problem, find_checkpoints, log_record,
+                            read_log, safetensors_problem, spec_for, weights_problem)
 
 DEADLINE = 240.0    # seconds a condition may take to come true on a loaded machine
 
@@ -134,6 +134,29 @@ def test_bad_input_exits_2_with_one_line(tmp_path, viubench_testset, capsys):
     assert not os.path.exists(tmp_path / "viubench-watch")
 
 
+def test_train_set_sharing_videos_with_the_test_set_is_warned(tmp_path, viubench_testset,
+                                                              capsys):
+    args = [str(tmp_path), "--testset", viubench_testset, "--model", "random seed={step}",
+            "--train-set", viubench_testset, "--once", "--poll", "0"]
+    assert main(["watch", *args]) == 0
+    error = capsys.readouterr().err
+    assert "warning:" in error and "also in the test set" in error
+
+
+def test_a_log_line_cut_by_a_kill_is_dropped_before_appending(tmp_path):
+    out = str(tmp_path)
+    good = log_record(Checkpoint(5, "checkpoint-5", "/x/checkpoint-5"), "evaluated", None)
+    with open(os.path.join(out, LOG), "w") as handle:
+        handle.write(json.dumps(good) + "\n" + '{"checkpoint": "checkpoint-6", "st')
+    assert list(read_log(out)) == ["checkpoint-5"]
+    with open(os.path.join(out, LOG)) as handle:
+        assert handle.read() == json.dumps(good) + "\n"
+    with open(os.path.join(out, LOG), "a") as handle:
+        handle.write('{"checkpoint": "../etc", "step": 1, "status": "evaluated"}\n')
+    with pytest.raises(WatchError, match=f"{LOG}:2: not a watch record"):
+        read_log(out)
+
+
 # ---------------------------------------------------------------- the curve files
 
 
@@ -235,6 +258,20 @@ def test_a_failing_checkpoint_is_failed_on_the_curve_and_watch_goes_on(tmp_path,
     assert watcher.poll_once().evaluated == 0        # not tried again in this session
 
 
+def test_a_checkpoint_the_adapter_cannot_load_is_failed_not_scored(tmp_path, viubench_testset,
+                                                                     capsys):
+    pytest.importorskip("transformers", reason="the hf adapter needs transformers")
+    ckpts = str(tmp_path / "run")
+    fake_checkpoint(ckpts, 50)                    # complete, but no model transformers knows
+    watcher = Watcher(settings(ckpts, viubench_testset, "hf:{checkpoint}", limit=2))
+    watcher.poll_once()
+    assert watcher.poll_once().evaluated == 1
+    assert "checkpoint-50 FAILED (no score): cannot load hf:" in capsys.readouterr().err
+    assert score_rows(watcher.settings.out) == {("checkpoint-50", "failed"): len(watcher.keys)}
+    assert not os.path.exists(os.path.join(watcher.settings.out, "checkpoint-50",
+                                           "results.json"))
+
+
 # ---------------------------------------------------------------- watch as a subprocess
 
 
@@ -301,7 +338,9 @@ def test_watch_killed_and_restarted_keeps_one_point_per_checkpoint(tmp_path, viu
         records = predictions(os.path.join(out, name))
         assert sum(r["record"] == "header" for r in records) == 1
         assert sum(r["record"] == "prediction" for r in records) == 3
-    assert "checkpoint-30 (step 30):" in open(log).read()
+    console = open(log).read()
+    assert "checkpoint-30 (step 30):" in console
+    assert "left for a later run: checkpoint-15: no trainer_state.json yet" in console
 
 
 def test_a_kill_mid_evaluation_resumes_that_checkpoint(tmp_path, viubench_testset):

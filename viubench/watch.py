@@ -31,7 +31,7 @@ from .folderlock import exclusive
 from .learning_curve import (CURVE_CSV, CURVE_PNG, FAILED, OK, SKIPPED, CurvePoint, draw_png,
                              points_from_results, points_without_score, write_csv)
 from .progress import RunProgress
-from .records import append_jsonl, read_json, read_jsonl
+from .records import append_jsonl, read_json, read_jsonl, truncate_lines
 from .runfolder import RESULTS, predictions_hash, read_results, read_run, run_scope
 from .runner import GenerationSettings, RunAborted, RunOptions, run_eval
 from .score import score_run
@@ -270,6 +270,7 @@ def read_log(out: str) -> dict[str, dict[str, Any]]:
     if not os.path.exists(path):
         return {}
     last: dict[str, dict[str, Any]] = {}
+    number = 0
     for number, record in enumerate(read_jsonl(path), 1):
         name, step = record.get("checkpoint"), record.get("step")
         match = CHECKPOINT_NAME.fullmatch(name) if isinstance(name, str) else None
@@ -277,6 +278,7 @@ def read_log(out: str) -> dict[str, dict[str, Any]]:
                 or not isinstance(record.get("reason", ""), (str, type(None)))):
             raise WatchError(f"{path}:{number}: not a watch record")
         last[str(name)] = record
+    truncate_lines(path, number)   # a line cut off by a kill would spoil the next one appended
     return last
 
 
@@ -309,6 +311,7 @@ class Progress:
 class Watcher:
     def __init__(self, settings: WatchSettings) -> None:
         self.settings = settings
+        os.makedirs(settings.out, exist_ok=True)
         self.readiness = Readiness()
         self.tried: set[str] = set()        # failed this session: not tried again until restart
         self.keys = sorted({f"{s['task']}:{s['variant']}"
@@ -328,6 +331,8 @@ class Watcher:
             if progress.evaluated or progress.first_seen:
                 quiet_since = time.monotonic()
             elif self._done(progress, quiet_since):
+                if progress.waiting:
+                    print(f"not ready, left for a later run: {_reasons(progress)}", flush=True)
                 return 1 if self.failures else 0
             self.say_waiting(progress)
             time.sleep(self.settings.poll)
@@ -368,9 +373,12 @@ class Watcher:
             step = int(name.split("-")[1])
             gone = Checkpoint(step, name, os.path.join(self.settings.checkpoints, name))
             if not self.settled(gone) and self.log.get(name, {}).get("status") != FAILED:
-                self.record(gone, SKIPPED, "deleted before it was evaluated")
-                _say(f"viubench watch: {name} was deleted before it was evaluated; skipped")
-                self.redraw()
+                self.skip(gone, "deleted before it was evaluated")
+
+    def skip(self, checkpoint: Checkpoint, reason: str) -> None:
+        self.record(checkpoint, SKIPPED, reason)
+        self.redraw()
+        _say(f"viubench watch: {checkpoint.name} was {reason}; skipped")
 
     def recover(self) -> None:
         """After a restart: run folders finished but not logged (killed between scoring and
@@ -406,6 +414,8 @@ class Watcher:
         try:
             adapter = create(spec, settings.adapter_modules, settings.task_modules)
         except Exception as error:  # noqa: BLE001 - any checkpoint that cannot load is a failure
+            if not os.path.isdir(checkpoint.path):
+                return self.skip(checkpoint, "deleted before it was evaluated")
             return self.fail(checkpoint, f"cannot load {spec.redacted()}:"
                                          f" {type(error).__name__}: {error}")
         try:
@@ -461,12 +471,16 @@ class Watcher:
     def say_waiting(self, progress: Progress) -> None:
         """One line when what watch is waiting for changes (not one per poll)."""
         done = sum(entry["status"] == EVALUATED for entry in self.log.values())
-        pending = "; ".join(f"{name}: {why}" for name, why in sorted(progress.waiting.items()))
+        pending = _reasons(progress)
         line = (f"waiting for checkpoints in {self.settings.checkpoints} ({done} evaluated"
                 f"{'; ' + pending if pending else ''})")
         if line != self.last_line and not self.settings.once:
             print(line, flush=True)
         self.last_line = line
+
+
+def _reasons(progress: Progress) -> str:
+    return "; ".join(f"{name}: {why}" for name, why in sorted(progress.waiting.items()))
 
 
 def headline(checkpoint: Checkpoint, results: Mapping[str, Any], outcome: Outcome) -> str:
@@ -489,6 +503,5 @@ def watch(settings: WatchSettings) -> int:
     check_folders(settings.checkpoints, settings.out)
     check_template(settings.spec, settings.adapter_modules)
     load_build(settings.testset)   # a test set that is not one: one error line, nothing made
-    os.makedirs(settings.out, exist_ok=True)
     with exclusive(settings.out, "watch"):
         return Watcher(settings).run()
