@@ -51,6 +51,6 @@ def test_grpo_trains_two_steps_on_an_exported_mvp_set(real_videos, tmp_path):
     assert [entry["step"] for entry in steps] == [1, 2]
     for entry in steps:
         assert 0.0 <= entry["rewards/trl_reward/mean"] <= 1.0
-        assert "viubench/masked_prediction/reward" in entry      # trl_reward's log_metric
+        assert "rewards/viubench/masked_prediction" in entry      # trl_reward's log_metric
     # every prompt reached the model with its 8 frames and 5 candidates filled in
     assert seen and all(filled == count == 13 for filled, count in seen)

@@ -52,7 +52,7 @@ def test_every_signature_gives_the_hand_computed_reward(task, variant, answer, r
                      log_metric=log_metric, log_extra=lambda column, values: None,
                      **policy_column)
     assert trl == pytest.approx([expected, expected])
-    assert logged == [(f"viubench/{task}/reward", pytest.approx(expected))]
+    assert logged == [(f"rewards/viubench/{task}", pytest.approx(expected))]
     extra = {"reward_policy": policy} if policy else {}
     verl = compute_score(data_source=data_source(task, variant), solution_str=reply,
                          ground_truth=answer, extra_info=extra, step=3)
@@ -137,6 +137,8 @@ def test_configuration_errors_are_one_clear_error():
         compute_score("gsm8k", "1", "1")
     with pytest.raises(ValueError, match="needs a column 'variant'"):
         trl_reward(completions=["1"], task=["temporal_jigsaw"], answer=["123456"])
+    with pytest.raises(ValueError, match="'3,x' is not an answer of object_counting:easy"):
+        compute_score("viubench/object_counting/easy", "3,1,2", "3,x")
     with pytest.raises(ValueError, match="ground_truth is not viubench's JSON"):
         easyr1_compute_score([{"response": "1", "ground_truth": "123456"}])
 

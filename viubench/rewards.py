@@ -60,7 +60,12 @@ class RewardCore:
             raise ValueError(f"task {task!r} has no reward policy {chosen!r}"
                              f" (it has {', '.join(found.reward_policies)})")
         reply = text if isinstance(text, str) else ""
-        value = float(found.reward(found.parse(reply, variant, chosen), answer))
+        parsed = found.parse(reply, variant, chosen)
+        try:
+            value = float(found.reward(parsed, answer))
+        except (ValueError, TypeError, IndexError, KeyError) as error:
+            raise ValueError(f"viubench reward: {answer[:80]!r} is not an answer of"
+                             f" {task}:{variant} ({type(error).__name__}: {error})") from None
         return min(1.0, max(0.0, value)) if value == value else 0.0
 
     def _task(self, task: str, variant: str) -> Task:
@@ -76,7 +81,8 @@ class RewardCore:
     def trl(self, prompts: Sequence[Any] | None = None, completions: Sequence[Any] = (),
             completion_ids: Sequence[Any] | None = None, **columns: Any) -> list[float]:
         """TRL's reward-function call: one reward per completion, columns repeated per
-        generation; logs `viubench/<task>/reward` through `log_metric` when TRL passes it."""
+        generation; logs `rewards/viubench/<task>` (beside TRL's own `rewards/<function>/mean`)
+        through `log_metric` when TRL passes it."""
         tasks, variants, answers = (_column(columns, name, len(completions))
                                     for name in ("task", "variant", "answer"))
         policies = columns.get("reward_policy") or [None] * len(completions)
@@ -136,7 +142,7 @@ def _log_task_means(log_metric: Callable[[str, float], Any], tasks: Sequence[Any
     for task, value in zip(tasks, rewards):
         by_task[str(task)].append(value)
     for task, values in sorted(by_task.items()):
-        log_metric(f"viubench/{task}/reward", sum(values) / len(values))
+        log_metric(f"rewards/viubench/{task}", sum(values) / len(values))
 
 
 def data_source(task: str, variant: str) -> str:
