@@ -33,9 +33,10 @@ def add_parser(commands) -> None:
                             " it is complete and unchanged over one poll")
     watch.add_argument("--once", action="store_true",
                        help="evaluate the checkpoints that are ready now (looked at twice,"
-                            " --poll apart), then exit")
+                            " --poll apart), then exit: 0, or 1 if a checkpoint failed")
     watch.add_argument("--idle-exit", type=float, metavar="SECONDS",
-                       help="exit when no checkpoint appeared or finished for this long")
+                       help="exit when no checkpoint appeared or finished for this long"
+                            " (status as with --once)")
     watch.add_argument("--train-set", metavar="DIR",
                        help="the training set: warn when it shares source videos with --testset")
     _add_run_options(watch)
