@@ -6,6 +6,7 @@ The folder's layout and readers are `viubench.testset`'s.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import re
@@ -72,8 +73,9 @@ class BuildSpec:
         return [(task, variant, replica) for task, variant in self.selection
                 for replica in range(self.per_video)]
 
+    @functools.cached_property
     def excluded(self) -> dict[str, str]:
-        """content hash -> why a video with it is not used."""
+        """content hash -> why a video with it is not used (worked out once per spec)."""
         return {entry[0]: f"excluded for leakage: same content as {entry[2]} of the test set"
                           f" {entry[1]}" for entry in self.exclude}
 
@@ -157,7 +159,7 @@ class Donors:
 
     def __init__(self, spec: BuildSpec, protocol, candidates: Sequence[str]) -> None:
         self.spec, self.protocol = spec, protocol
-        self.excluded = spec.excluded()
+        self.excluded = spec.excluded
         self.cache: dict[tuple[str, tuple[int, int]], Clip | VideoError] = {}
         self.source = DonorSource(list(candidates), self.load)
 
@@ -225,7 +227,7 @@ def _exclusion(spec: BuildSpec, rel_path: str) -> tuple[str, str] | None:
     path = os.path.join(spec.videos, rel_path)
     check_regular_file(path)     # never hash a FIFO or a device
     content = file_hash(path)
-    reason = spec.excluded().get(content)
+    reason = spec.excluded.get(content)
     return (content, reason) if reason else None
 
 
@@ -478,7 +480,7 @@ def _training_summary(spec: BuildSpec, videos: list[dict[str, Any]],
     if spec.quotas:
         summary["quotas"] = dict(quota_summary(spec.quotas, counts), recipe=spec.recipe)
     if spec.exclude:
-        excluded = spec.excluded()
+        excluded = spec.excluded
         summary["leakage"] = {
             "testsets": sorted({entry[1] for entry in spec.exclude}),
             "testset_videos": len(excluded),
