@@ -24,9 +24,10 @@ from viubench.learning_curve import (COLUMNS, draw_png, points_from_results,
 from viubench.runfolder import PREDICTIONS
 from viubench.runner import RunOptions
 from viubench.testset import iter_samples
-from viubench.watch import (LOG, Checkpoint, Readiness, Watcher, WatchError, WatchSettings,
-                            check_template, completeness_problem, find_checkpoints, log_record,
-                            read_log, safetensors_problem, spec_for, weights_problem)
+from viubench.checkpoints import (Checkpoint, Readiness, completeness_problem, find_checkpoints,
+                                  safetensors_problem, weights_problem)
+from viubench.watch import (LOG, Watcher, WatchError, WatchSettings, check_template, log_record,
+                            read_log, spec_for)
 
 DEADLINE = 240.0    # seconds a condition may take to come true on a loaded machine
 
