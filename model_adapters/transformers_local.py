@@ -140,8 +140,11 @@ def load_model(path: str, dtype: str, device: str, attn: str, remote: bool) -> A
 
     if device == "auto":
         device = "auto" if torch.cuda.is_available() else "cpu"
+    # use_kernels=False: transformers 5 otherwise swaps layers for kernels fetched from the Hub
+    # on a GPU (code downloaded and run at load time; offline, the load fails). A checkpoint is
+    # loaded from its folder alone, and nothing it or the Hub names is run.
     kwargs: dict[str, Any] = {"local_files_only": True, "trust_remote_code": remote,
-                              "device_map": device,
+                              "device_map": device, "use_kernels": False,
                               "dtype": dtype if dtype == "auto" else getattr(torch, dtype)}
     if attn:
         kwargs["attn_implementation"] = attn

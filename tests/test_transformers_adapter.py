@@ -199,6 +199,13 @@ def test_fingerprint_is_stable_and_tells_checkpoints_apart(adapters, checkpoints
     assert len(others) == len(FAMILIES)
 
 
+@pytest.mark.parametrize("family", FAMILIES)
+def test_no_hub_kernels_are_swapped_in(family, adapters):
+    """transformers 5 kernelizes by default (on a GPU it fetches kernels from the Hub, which
+    fails offline); the adapter loads the checkpoint's own layers only."""
+    assert adapters[family].model.use_kernels is False
+
+
 def test_unreadable_media_fails_only_that_request(adapters, viubench_testset):
     good, other = some_requests(viubench_testset, 2)
     broken_part = {"type": "image", "image": "/nonexistent/frame.jpg"}
