@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import shutil
+import warnings
 
 import pytest
 from PIL import Image
@@ -331,3 +332,18 @@ def test_conflicting_options_are_refused_in_one_line(real_videos, tmp_path):
                        "--recipe", "mvp", "--exclude-testset", str(tmp_path / "nothing"))
     assert missing.returncode == 2 and "nothing" in missing.stderr
     assert missing.stderr.count("\n") == 1
+
+
+def test_evaluating_on_a_training_set_warns(reference, viubench_testset, tmp_path):
+    from viubench.adapters import create, parse_spec
+    from viubench.runner import GenerationSettings, RunOptions, run_eval
+
+    spec = parse_spec("random")
+    options = RunOptions(limit=2)
+    with pytest.warns(UserWarning, match="built for training.*not held-out"):
+        run_eval(reference, spec, create(spec), str(tmp_path / "on_train"),
+                 GenerationSettings(), options)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        run_eval(viubench_testset, spec, create(spec), str(tmp_path / "on_test"),
+                 GenerationSettings(), options)

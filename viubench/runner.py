@@ -20,6 +20,7 @@ import os
 import queue
 import random
 import time
+import warnings
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping, Protocol
@@ -31,7 +32,7 @@ from .retry import Backlog, Breaker, RetryPolicy
 from .runfolder import (PREDICTIONS, differing_settings, latest, make_header, prediction_record,
                         read_run, run_scope, scope_record)
 from .records import append_jsonl, truncate_lines
-from .testset import iter_samples
+from .testset import is_training_set, iter_samples
 
 
 @dataclass(frozen=True)
@@ -109,7 +110,11 @@ def run_eval(testset: str, spec: AdapterSpec, adapter: Adapter, rundir: str,
 
     The run folder is locked for the run (one writer: `viubench.folderlock`), and the whole
     scope of the test set is checked (`viubench.testset.iter_samples`) before a request is sent.
+    A folder built for training gets a warning: its scores are no held-out result.
     """
+    if is_training_set(testset):
+        warnings.warn(f"{testset} was built for training (build.json: purpose training): scores"
+                      " on it are not held-out results", stacklevel=2)
     with exclusive(rundir, "eval"):
         return _run_locked(testset, spec, adapter, rundir, generation, options, observer)
 

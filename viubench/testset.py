@@ -66,6 +66,11 @@ def load_build(testset: str) -> dict[str, Any]:
     return build
 
 
+def is_training_set(testset: str) -> bool:
+    """Whether build.json says the folder was built for training (`build --for-training`)."""
+    return load_build(testset).get("purpose") == "training"
+
+
 def samples_path(testset: str) -> str:
     """samples.jsonl of a test set, checked to be a regular file (hashing a FIFO would hang)."""
     path = os.path.join(testset, SAMPLES)

@@ -14,7 +14,7 @@ from .media import MediaStore
 from .registry import load_tasks, task_of
 from .render import FramePaths, make_record
 from .task import TaskSkip
-from .testset import SampleRecord, iter_samples, load_build
+from .testset import BadTestSet, SampleRecord, iter_samples, load_build
 from .video import VideoError
 
 
@@ -40,15 +40,16 @@ def verify(testset: str, videos: str | None = None,
     installed plug-ins and `task_modules`, never from modules the test set names.
     """
     build = load_build(testset)
-    spec_json = dict(build["spec"], videos=os.path.abspath(videos or build["spec"]["videos"]))
-    spec = BuildSpec(**{**spec_json, "selection": tuple(map(tuple, spec_json["selection"])),
-                        "extra_tasks": tuple(spec_json["extra_tasks"])})
+    spec = _recorded_spec(testset, build["spec"], videos)
     tasks = load_tasks(task_modules)
     store = MediaStore(testset)
     result = Verification()
     seen_ids: set[str] = set()
+    paths: set[str] = set()
     for path, group in itertools.groupby(iter_samples(testset), key=lambda r: r["video"]["path"]):
-        result.videos += 1
+        # a recipe build deals a video again in a later round: count each video once
+        paths.add(path)
+        result.videos = len(paths)
         records = list(group)
         problems = _verify_video(spec, tasks, store, path, records, seen_ids)
         result.problems += problems
@@ -57,6 +58,16 @@ def verify(testset: str, videos: str | None = None,
             for _ in records:
                 on_sample()
     return result
+
+
+def _recorded_spec(testset: str, recorded: dict, videos: str | None) -> BuildSpec:
+    """The build spec build.json records, with the videos where they are now."""
+    try:
+        where = os.path.abspath(videos or recorded["videos"])
+        return BuildSpec.from_json(dict(recorded, videos=where))
+    except (KeyError, TypeError, ValueError) as error:
+        raise BadTestSet(f"{testset}/build.json: not a viubench build spec"
+                         f" ({type(error).__name__}: {error})") from None
 
 
 def _verify_video(spec: BuildSpec, tasks, store: MediaStore, path: str,
