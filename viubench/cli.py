@@ -92,25 +92,17 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _add_eval_parser(commands) -> None:
+    from .cli_options import add_model_options, add_run_options
+
     run = commands.add_parser("eval", help="ask a model every sample of a test set, then score")
     run.add_argument("--testset", required=True)
     run.add_argument("--model", required=True, metavar="SPEC",
                      help="adapter[:target] [key=value ...], e.g. openai:gpt-4o, hf:/ckpt,"
                           " vllm:/ckpt, random, constant text=1,1,1, blind:SPEC,"
                           " package.module:Class")
-    run.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
-                     help="one more adapter argument (repeatable)")
-    run.add_argument("--adapter-module", action="append", default=[], metavar="MODULE",
-                     help="import MODULE and use the adapters it marks with @adapter")
-    run.add_argument("--task-module", action="append", default=[], metavar="MODULE:ATTR",
-                     help="a user task the test set uses: the baselines answer from it and"
-                          " scoring reads it (never imported from the test set)")
+    add_model_options(run)
     run.add_argument("--out", help="run folder (resumes if it exists; default runs/<model>)")
-    run.add_argument("--limit", type=int, help="only the first N samples of the test set")
-    run.add_argument("--concurrency", type=int, help="batches in flight (default: adapter's)")
-    run.add_argument("--batch-size", type=int, help="requests per call (default: adapter's)")
-    run.add_argument("--max-new-tokens", action="append", default=[], metavar="N|TASK=N",
-                     help="generation limit, for all tasks or one task (repeatable)")
+    add_run_options(run)
     errors = run.add_mutually_exclusive_group()
     errors.add_argument("--keep-errors", action="store_true",
                         help="on a rerun, do not ask again the samples whose last answer was"
@@ -120,9 +112,6 @@ def _add_eval_parser(commands) -> None:
     run.add_argument("--max-error-rate", type=float, default=0.0, metavar="FRACTION",
                      help="exit with status 1 when more than this share of the samples in"
                           " scope ends with an error")
-    run.add_argument("--max-attempts", type=int, default=6)
-    run.add_argument("--retry-base", type=float, default=1.0, help="first backoff, seconds")
-    run.add_argument("--retry-cap", type=float, default=60.0, help="longest backoff, seconds")
     run.add_argument("--no-score", action="store_true", help="only collect predictions")
 
 

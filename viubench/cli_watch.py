@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 
+from .cli_options import add_model_options, add_run_options
+
 DEFAULT_POLL = 30.0
 
 
@@ -18,12 +20,7 @@ def add_parser(commands) -> None:
                        help="adapter spec with {checkpoint} where the checkpoint's path goes,"
                             " e.g. 'hf:{checkpoint}' or 'vllm:{checkpoint}'; {step} and {name}"
                             " (checkpoint-200) are filled in too, in the target and options")
-    watch.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
-                       help="one more adapter argument (repeatable; placeholders filled)")
-    watch.add_argument("--adapter-module", action="append", default=[], metavar="MODULE",
-                       help="import MODULE and use the adapters it marks with @adapter")
-    watch.add_argument("--task-module", action="append", default=[], metavar="MODULE:ATTR",
-                       help="a user task the test set uses (never imported from the test set)")
+    add_model_options(watch)
     watch.add_argument("--out", help="where the run folders, curve.csv and curve.png go"
                                      " (default: CKPT_DIR/viubench-watch)")
     watch.add_argument("--every", type=int, default=1, metavar="N",
@@ -45,17 +42,10 @@ def add_parser(commands) -> None:
 
 def _add_run_options(watch: argparse.ArgumentParser) -> None:
     """The options of `viubench eval` that apply to each checkpoint's run."""
-    watch.add_argument("--limit", type=int, help="only the first N samples of the test set")
-    watch.add_argument("--max-new-tokens", action="append", default=[], metavar="N|TASK=N",
-                       help="generation limit, for all tasks or one task (repeatable)")
-    watch.add_argument("--concurrency", type=int, help="batches in flight (default: adapter's)")
-    watch.add_argument("--batch-size", type=int, help="requests per call (default: adapter's)")
+    add_run_options(watch)
     watch.add_argument("--max-error-rate", type=float, default=0.0, metavar="FRACTION",
                        help="a checkpoint whose share of samples ending in an error is larger"
                             " counts as failed (no score on the curve)")
-    watch.add_argument("--max-attempts", type=int, default=6)
-    watch.add_argument("--retry-base", type=float, default=1.0, help="first backoff, seconds")
-    watch.add_argument("--retry-cap", type=float, default=60.0, help="longest backoff, seconds")
 
 
 def settings_from(args: argparse.Namespace):
