@@ -43,6 +43,9 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "score_run": ("score", "score_run"), "iter_scores": ("runfolder", "iter_scores"),
     "build_leaderboard": ("leaderboard", "build_leaderboard"),
     "compare_runs": ("compare", "compare_runs"), "analyze": ("analysis", "analyze"),
+    # pandas tables (the `pandas` extra)
+    "load_testset": ("tables", "load_testset"), "load_run": ("tables", "load_run"),
+    "leaderboard_table": ("tables", "leaderboard_table"),
 }
 
 __all__ = ["__version__", *_EXPORTS]
