@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 
 import pytest
 
@@ -226,3 +227,34 @@ def test_pushes_only_when_asked(viubench_testset, tmp_path, monkeypatch):
         ("upload_folder", {"repo_id": "someone/viubench-set", "repo_type": "dataset",
                            "folder_path": args.out,
                            "commit_message": "viubench export --format hf"})]
+
+
+def test_a_hand_written_samples_file_is_exported_in_canonical_form(viubench_testset, tmp_path,
+                                                                   capsys):
+    edited = str(tmp_path / "edited")
+    shutil.copytree(viubench_testset, edited)
+    path = os.path.join(edited, "samples.jsonl")
+    records = [json.loads(line) for line in open(path, encoding="utf-8")]
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.writelines(json.dumps(record, indent=None) + "\n" for record in records)
+    args = argparse.Namespace(testset=edited, out=str(tmp_path / "export"), limit=None,
+                              push_to_hub=None)
+    assert run_export_hf(args) == 0
+    assert "is not written as viubench writes it" in capsys.readouterr().out
+    import_hf(args.out, str(tmp_path / "imported"))
+    original = open(os.path.join(viubench_testset, "samples.jsonl"), "rb").read()
+    assert open(str(tmp_path / "imported" / "samples.jsonl"), "rb").read() == original
+    assert "is not written" not in viubench("export", viubench_testset, "--format", "hf",
+                                            "--out", str(tmp_path / "plain")).stdout
+
+
+def test_a_missing_source_is_one_line_and_never_goes_online(tmp_path):
+    out = str(tmp_path / "imported")
+    result = viubench("import", "hf", str(tmp_path / "no-such-folder"), "--out", out)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "nor a Hub dataset repository name" in result.stderr
+    # a repository name is looked up on the Hub, which HF_HUB_OFFLINE forbids here
+    result = viubench("import", "hf", "someone/no-such-dataset", "--out", out)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "not downloadable from the Hub" in result.stderr
+    assert os.listdir(tmp_path) == []

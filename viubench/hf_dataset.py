@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import glob
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -90,6 +91,9 @@ def run_export_hf(args: argparse.Namespace) -> int:
           f" ({summary['media_references']} frame references) as a Hugging Face dataset")
     print(f"load with: datasets.load_dataset({os.path.abspath(args.out)!r})"
           " (configs: samples, media)")
+    if not summary["source_canonical"]:
+        print(f"note: {args.testset}/{SAMPLES} is not written as viubench writes it (edited?):"
+              " the dataset holds each record's canonical JSON, which an import writes back")
     if args.push_to_hub:
         push_to_hub(args.out, args.push_to_hub)
         print(f"pushed to https://huggingface.co/datasets/{args.push_to_hub}")
@@ -165,13 +169,24 @@ def _write_export(testset: str, work: str, limit: int | None) -> dict[str, Any]:
             data = _read_media(testset, path)
             writer.add({"path": path, "image": {"bytes": data, "path": path},
                         "sha256": hashlib.sha256(data).hexdigest()}, len(data))
-    summary = {"format": FORMAT, "version": FORMAT_VERSION, "samples": sum(tasks.values()),
+    count = sum(tasks.values())
+    summary = {"format": FORMAT, "version": FORMAT_VERSION, "samples": count,
                "media": len(paths), "media_references": references,
-               "samples_sha256": samples_hash.hexdigest(), "tasks": dict(sorted(tasks.items()))}
+               "samples_sha256": samples_hash.hexdigest(), "tasks": dict(sorted(tasks.items())),
+               "source_canonical": _lines_hash(testset, count) == samples_hash.hexdigest()}
     write_json(os.path.join(work, EXTRA, MARKER), summary)
     split = _split_name(load_build(testset))
     _write_text(os.path.join(work, CARD), dataset_card(testset, summary, split))
     return summary
+
+
+def _lines_hash(testset: str, count: int) -> str:
+    """sha256 of the first `count` lines of the set's samples.jsonl as they are on disk."""
+    digest = hashlib.sha256()
+    with open(os.path.join(testset, SAMPLES), "rb") as handle:
+        for line in itertools.islice(handle, count):
+            digest.update(line)
+    return digest.hexdigest()
 
 
 def sample_row(sample: SampleRecord, record: str) -> dict[str, Any]:
@@ -298,7 +313,16 @@ def import_hf(source: str, out: str) -> dict[str, Any]:
     """Write the test-set folder `out` from an hf export (a local folder, or a Hub dataset
     repository, which is downloaded); see the module text. Returns the export's counts."""
     _check_import_out(out)
-    folder = source if os.path.isdir(source) else _download(source)
+    if os.path.isdir(source):
+        return _import_folder(source, out)
+    download = f"{os.path.abspath(out)}.download-{os.getpid()}"
+    try:
+        return _import_folder(_download(source, download), out)
+    finally:
+        shutil.rmtree(download, ignore_errors=True)
+
+
+def _import_folder(folder: str, out: str) -> dict[str, Any]:
     summary = _read_marker(folder)
     work = _work_folder(out)
     try:
@@ -315,14 +339,22 @@ def _check_import_out(out: str) -> None:
         raise HfDatasetError(f"{out}: exists and is not an empty folder; import into a new one")
 
 
-def _download(source: str) -> str:
+def _download(source: str, folder: str) -> str:
+    """The export files of the Hub dataset repository `source`, as plain files in `folder` (the
+    Hub's cache would hold links, which an import refuses)."""
     if os.path.exists(source):
         raise HfDatasetError(f"{source}: not a folder")
-    if not re.fullmatch(r"[\w.-]+/[\w.-]+", source):
+    if not re.fullmatch(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*", source):
         raise HfDatasetError(f"{source}: no such folder, nor a Hub dataset repository name")
     from huggingface_hub import snapshot_download
 
-    return snapshot_download(source, repo_type="dataset")
+    try:
+        return snapshot_download(source, repo_type="dataset", local_dir=folder,
+                                 allow_patterns=[CARD, f"{DATA}/*.parquet", f"{EXTRA}/*"])
+    except Exception as error:   # the Hub client's many network and HTTP errors: one line
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise HfDatasetError(f"{source}: no such folder, and not downloadable from the Hub"
+                             f" ({first[:300]})") from None
 
 
 def _read_marker(folder: str) -> dict[str, Any]:
