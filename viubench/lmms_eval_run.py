@@ -82,7 +82,7 @@ def import_lmms_eval(logdir: str, testset: str, rundir: str) -> dict[str, int]:
     for reply in by_id.values():
         _check_reply(reply, known, testset, testset_hash)
     config = read_results(results_file)
-    header = make_header(testset, f"lmms-eval:{config['model']}", run_fingerprint(
+    header = make_header(testset, run_label(config), run_fingerprint(
         config, files, logdir), _generation(config).as_json())
     if header["testset"]["hash"] != testset_hash:
         raise LmmsImportError(f"{testset}: changed while it was read")
@@ -206,6 +206,15 @@ def read_results(path: str | None) -> dict[str, Any]:
     config["max_new_tokens"] = _task_tokens(results.get("configs"))
     config["results_file"] = os.path.basename(path)
     return config
+
+
+def run_label(config: Mapping[str, Any]) -> str:
+    """`lmms-eval:MODEL[:NAME]`, NAME the model_version, pretrained or model argument."""
+    args = config["model_args"] if isinstance(config["model_args"], str) else ""
+    named = dict(item.partition("=")[::2] for item in args.split(",") if "=" in item)
+    name = next((named[key] for key in ("model_version", "pretrained", "model")
+                 if named.get(key)), None)
+    return f"lmms-eval:{config['model']}" + (f":{name.strip()[:200]}" if name else "")
 
 
 def redact_args(model_args: Any) -> Any:

@@ -2,7 +2,10 @@
 `--include_path`.
 
     DIR/viubench_<task>_<variant>.yaml   one lmms-eval task per task:variant of the set
-    DIR/viubench.yaml                    the group `viubench` of all of them
+    DIR/viubench_all.yaml                the group `viubench_all` of all of them (not
+                                         `viubench`: lmms-eval takes a task name that is also
+                                         a path in the working folder, e.g. a viubench
+                                         checkout's `viubench/`, as that path)
     DIR/docs/viubench_<task>_<variant>.jsonl   its docs (`viubench.lmms_eval_utils` says what
                                          a doc holds), in test-set order
     DIR/utils.py                         the functions the YAML names; they import viubench
@@ -31,7 +34,7 @@ from .runfolder import testset_fingerprint
 from .runner import GenerationSettings, prompt_item
 from .testset import iter_samples, load_build
 
-GROUP = "viubench"
+PREFIX, GROUP = "viubench", "viubench_all"
 MANIFEST, UTILS, DOCS = "viubench_export.json", "utils.py", "docs"
 FORMAT = "lmms-eval"
 
@@ -50,7 +53,7 @@ class LmmsExportError(ValueError):
 
 def task_name(task: str, variant: str) -> str:
     """The lmms-eval task name of a task:variant (lower case letters, digits, underscores)."""
-    return re.sub(r"[^a-z0-9_]+", "_", f"{GROUP}_{task}_{variant}".lower())
+    return re.sub(r"[^a-z0-9_]+", "_", f"{PREFIX}_{task}_{variant}".lower())
 
 
 def run_export_lmms_eval(args: argparse.Namespace) -> int:
