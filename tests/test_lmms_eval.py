@@ -243,6 +243,9 @@ def test_export_cli_and_reexport(viubench_testset, tmp_path):
                         "--limit", "5")
         assert done.returncode == 0, done.stderr
         assert "5 docs in" in done.stdout and "--include_path" in done.stdout
+    wrong = viubench("export", viubench_testset, "--format", "lmms-eval", "--out", out,
+                     "--reward-policy", "strict")
+    assert wrong.returncode != 0 and "does not apply" in wrong.stderr
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "notes.txt").write_text("mine")
     refused = viubench("export", viubench_testset, "--format", "lmms-eval", "--out",

@@ -57,6 +57,11 @@ def task_name(task: str, variant: str) -> str:
 
 
 def run_export_lmms_eval(args: argparse.Namespace) -> int:
+    for option, given in (("--push-to-hub", getattr(args, "push_to_hub", None)),
+                          ("--reward-policy", getattr(args, "reward_policy", None))):
+        if given:
+            raise LmmsExportError(f"{option} does not apply to --format lmms-eval (it scores"
+                                  " with the benchmark metric, as `viubench score` does)")
     manifest = export_lmms_eval(args.testset, args.out, args.limit)
     print(f"{args.out}: {sum(manifest['docs'].values())} docs in {len(manifest['tasks'])}"
           f" lmms-eval tasks (group {GROUP})")
