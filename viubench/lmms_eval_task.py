@@ -118,7 +118,11 @@ def make_doc(sample: Mapping[str, Any], root: str, testset_hash: str,
              limit: int | None) -> dict[str, Any]:
     """One lmms-eval doc: plain strings and numbers only (the json loader keeps them as they
     are); the prompt parts as a JSON string, media paths made absolute."""
-    parts = [prompt_item(part, root) for part in sample["prompt"]]
+    try:
+        parts = [prompt_item(part, root) for part in sample["prompt"]]
+    except (KeyError, TypeError, ValueError) as error:
+        raise LmmsExportError(f"{root}: sample {sample['id']}: a malformed prompt part"
+                              f" ({type(error).__name__}: {error})") from None
     return {"sample_id": sample["id"], "task": sample["task"], "variant": sample["variant"],
             "version": str(sample.get("version", "")), "answer": sample["answer"],
             "video": sample["video"]["hash"], "system": sample.get("system") or "",
