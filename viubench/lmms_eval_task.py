@@ -72,7 +72,7 @@ def run_export_lmms_eval(args: argparse.Namespace) -> int:
 
 def run_command(out: str) -> str:
     return (f"LMMS_IMAGE_ENCODE_FORMAT=JPEG python -m lmms_eval --model openai --model_args"
-            f" model_version=MODEL,base_url=BASE_URL --tasks {GROUP} --include_path"
+            f" model_version=MODEL,base_url=BASE_URL,api_key=KEY --tasks {GROUP} --include_path"
             f" {os.path.abspath(out)} --batch_size 1 --log_samples --output_path LOGDIR")
 
 
