@@ -1,5 +1,5 @@
 """`viubench build | verify | eval | score | leaderboard | compare | analyze | watch | export |
-list | demo`."""
+import | list | demo`."""
 
 from __future__ import annotations
 
@@ -72,12 +72,14 @@ def _parser() -> argparse.ArgumentParser:
                        help="a user task the test set uses (never imported from the test set)")
 
     from .cli_export import add_parser as add_export_parser
+    from .cli_import import add_parser as add_import_parser
     from .cli_report import add_parsers
     from .cli_watch import add_parser as add_watch_parser
 
     add_parsers(commands)
     add_watch_parser(commands)
     add_export_parser(commands)
+    add_import_parser(commands)
 
     listing = commands.add_parser("list", help="show tasks, variants, suites or adapters")
     listing.add_argument("what", nargs="?", default="tasks",
