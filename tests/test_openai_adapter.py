@@ -349,3 +349,19 @@ def test_chat_server_binds_loopback_and_stops_by_itself():
     assert server.stopping.is_set()
     server._thread.join(5)
     assert not server._thread.is_alive()
+
+
+def test_a_missing_extra_is_one_line_naming_it(viubench_testset, tmp_path, capsys,
+                                               monkeypatch):
+    """An adapter whose optional package is not installed stops eval with one line (exit 2)
+    naming the package and the extra that installs it, before anything is written."""
+    from viubench.cli import main
+
+    monkeypatch.setitem(__import__("sys").modules, "openai", None)   # `import openai` fails
+    status = main(["eval", "--testset", viubench_testset, "--model",
+                   "openai:m base_url=http://127.0.0.1:9", "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 2 and len(err) == 1, err
+    assert "needs the Python package 'openai'" in err[0]
+    assert "pip install 'viubench[api]'" in err[0]
+    assert not (tmp_path / "run").exists()

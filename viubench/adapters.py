@@ -253,6 +253,21 @@ def create(spec: AdapterSpec, extra_modules: Sequence[str] = (),
         return cls(**options) if target is None else cls(target, **options)
     except TypeError as error:
         raise ValueError(f"adapter {spec.redacted()!r}: {error}") from error
+    except ModuleNotFoundError as error:   # an optional extra that is not installed
+        raise AdapterAbort(missing_package(spec.name, error.name)) from None
+
+
+EXTRA_OF_PACKAGE = {"openai": "api", "torch": "hf", "transformers": "hf", "accelerate": "hf",
+                    "vllm": "vllm", "decord": "decord"}
+
+
+def missing_package(adapter_name: str, package: str | None) -> str:
+    """One line: which package an adapter lacks, and the extra that installs it."""
+    root = (package or "?").partition(".")[0]
+    extra = EXTRA_OF_PACKAGE.get(root)
+    hint = f": pip install 'viubench[{extra}]'" if extra else ""
+    return (f"adapter {adapter_name!r} needs the Python package {root!r}, which is not"
+            f" installed{hint}")
 
 
 def _parameter(cls: type, name: str) -> bool:
