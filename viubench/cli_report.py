@@ -72,7 +72,7 @@ def leaderboard_command(args: argparse.Namespace) -> int:
     columns, measured = build_leaderboard(args.rundirs, args.label, args.suite, args.task_module,
                                           check_min_coverage(args.min_coverage))
     rows = measured + reported_rows(args.reported, args.suite)
-    _warn(row_warning(row) for row in rows)
+    warn_lines(row_warning(row) for row in rows)
     stem = os.path.splitext(args.out)[0]
     write_csv(args.out, rows, columns)
     with open(stem + ".md", "w", encoding="utf-8") as handle:
@@ -98,14 +98,14 @@ def compare_command(args: argparse.Namespace) -> int:
     threshold = check_min_coverage(args.min_coverage)
     comparison = paired_comparison(args.run_a, args.run_b, args.suite,
                                    extra_tasks=args.task_module)
-    _warn(warning_line(f"run {side}", coverage, coverage.status(threshold), rundir)
+    warn_lines(warning_line(f"run {side}", coverage, coverage.status(threshold), rundir)
           for side, coverage, rundir in (("A", comparison.coverage_a, args.run_a),
                                          ("B", comparison.coverage_b, args.run_b)))
     print(format_comparison(comparison, args.run_a, args.run_b, threshold))
     return 0
 
 
-def _warn(lines: Iterable[str | None]) -> None:
+def warn_lines(lines: Iterable[str | None]) -> None:
     """One console warning per line that is not None (a run marked for its coverage)."""
     for line in lines:
         if line is not None:

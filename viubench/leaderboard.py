@@ -227,10 +227,10 @@ def write_csv(path: str, rows: Iterable[Mapping[str, Any]], columns: Sequence[Co
         writer = csv.DictWriter(handle, fieldnames=csv_header(columns), extrasaction="ignore")
         writer.writeheader()
         for row in rows:
-            writer.writerow({key: _fmt(key, value) for key, value in row.items()})
+            writer.writerow({key: csv_cell(key, value) for key, value in row.items()})
 
 
-def _fmt(key: str, value: Any) -> Any:
+def csv_cell(key: str, value: Any) -> Any:
     """Scores with one decimal; coverage with four, rounded down (only 1.0000 is complete)."""
     if not isinstance(value, float):
         return value

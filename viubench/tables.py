@@ -174,9 +174,9 @@ def leaderboard_table(rundirs: str | Sequence[str], labels: Sequence[str] = (),
     empty cell is missing). `reported`: False (default) for the measured rows only, True for
     them and the published table shipped for the suite (the command's default), or the path of
     a CSV of published rows."""
-    from .cli_report import _warn, reported_rows
+    from .cli_report import reported_rows, warn_lines
     from .coverage import check_min_coverage, row_warning
-    from .leaderboard import _fmt as csv_cell, build_leaderboard, csv_header
+    from .leaderboard import build_leaderboard, csv_cell, csv_header
 
     pd = _pandas()
     rundirs = [rundirs] if isinstance(rundirs, str) else list(rundirs)
@@ -184,7 +184,7 @@ def leaderboard_table(rundirs: str | Sequence[str], labels: Sequence[str] = (),
                                           check_min_coverage(min_coverage))
     option = None if reported is True else "none" if reported is False else reported
     rows = measured + reported_rows(option, suite)
-    _warn(row_warning(row) for row in rows)
+    warn_lines(row_warning(row) for row in rows)
     header = csv_header(columns)
     return pd.DataFrame([[_typed(name, csv_cell(name, row.get(name, ""))) for name in header]
                          for row in rows], columns=header)
