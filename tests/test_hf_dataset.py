@@ -13,7 +13,8 @@ import shutil
 import pytest
 
 from helpers import viubench
-from viubench.hf_dataset import HfDatasetError, export_hf, import_hf, run_export_hf
+from viubench.hf_dataset import HfDatasetError, export_hf, run_export_hf
+from viubench.hf_import import import_hf
 from viubench.testset import iter_samples, media_paths
 
 datasets = pytest.importorskip("datasets", reason="the hf format needs the datasets package")

@@ -25,7 +25,7 @@ def add_parser(commands) -> None:
 
 def import_command(args: argparse.Namespace) -> int:
     if args.source_format == "hf":
-        from .hf_dataset import run_import_hf
+        from .hf_import import run_import_hf
 
         return run_import_hf(args)
     from .lmms_eval_run import run_import_lmms_eval
