@@ -74,10 +74,12 @@ def _parser() -> argparse.ArgumentParser:
     from .cli_export import add_parser as add_export_parser
     from .cli_import import add_parser as add_import_parser
     from .cli_report import add_parsers
+    from .cli_merge import add_parser as add_merge_parser
     from .cli_watch import add_parser as add_watch_parser
 
     add_parsers(commands)
     add_watch_parser(commands)
+    add_merge_parser(commands)
     add_export_parser(commands)
     add_import_parser(commands)
 
@@ -94,7 +96,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _add_eval_parser(commands) -> None:
-    from .cli_options import add_model_options, add_run_options
+    from .cli_options import add_model_options, add_run_options, add_shard_option
 
     run = commands.add_parser("eval", help="ask a model every sample of a test set, then score")
     run.add_argument("--testset", required=True)
@@ -105,6 +107,7 @@ def _add_eval_parser(commands) -> None:
     add_model_options(run)
     run.add_argument("--out", help="run folder (resumes if it exists; default runs/<model>)")
     add_run_options(run)
+    add_shard_option(run)
     errors = run.add_mutually_exclusive_group()
     errors.add_argument("--keep-errors", action="store_true",
                         help="on a rerun, do not ask again the samples whose last answer was"

@@ -4,6 +4,8 @@ The exit status tells a script whether the run can be trusted: 0 when every samp
 an answer (or the errors stay within `--max-error-rate`), 1 when more samples ended in an error,
 2 for bad input, 3 when the run was stopped (bad credentials, a server that does not answer);
 the coverage line (answered of n, errors by kind, never asked) is printed in every case.
+With `--shard I/N` the run asks only that shard's samples (`viubench.shards`); its coverage and
+exit status are about them, and it is scored once merged (`viubench merge`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from .retry import RetryPolicy
 from .runfolder import latest, read_run
 from .runner import GenerationSettings, RunAborted, RunOptions, run_eval
 from .score import format_results, score_run
+from .shards import Shard, parse_shard
 from .testset import sample_ids
 
 
@@ -73,11 +76,15 @@ class Outcome:
                 f"{f' ({kinds})' if kinds else ''}; {self.unasked} never asked")
 
 
-def run_outcome(rundir: str, testset: str, limit: int | None) -> Outcome:
-    """The outcome of every sample in scope, as the run folder holds it now."""
+def run_outcome(rundir: str, testset: str, limit: int | None,
+                shard: Shard | None = None) -> Outcome:
+    """The outcome of every sample in scope (of the shard's samples, for a shard run), as the
+    run folder holds it now."""
     _, records = read_run(rundir)
     last = latest(records)
     scope = sample_ids(testset, limit)   # the run has just checked these records
+    if shard:
+        scope = [sample_id for sample_id in scope if shard.holds(sample_id)]
     finals = [last.get(sample_id) for sample_id in scope]
     errors = Counter(str(r["kind"]) for r in finals if r is not None and r["error"] is not None)
     answered = sum(1 for r in finals if r is not None and r["error"] is None)
@@ -95,9 +102,11 @@ def eval_command(args: argparse.Namespace) -> int:
     rundir = args.out or default_rundir(spec)
     generation = generation_settings(args.max_new_tokens)
     max_error_rate = error_rate_limit(args.max_error_rate)
+    shard = parse_shard(args.shard) if args.shard else None
     options = RunOptions(args.concurrency, args.batch_size, args.limit,
                          keep_errors=args.keep_errors,
-                         retry=RetryPolicy(args.max_attempts, args.retry_base, args.retry_cap))
+                         retry=RetryPolicy(args.max_attempts, args.retry_base, args.retry_cap),
+                         shard=shard)
     try:
         adapter = create(spec, args.adapter_module, args.task_module)
     except AdapterAbort as error:
@@ -108,17 +117,20 @@ def eval_command(args: argparse.Namespace) -> int:
             counts = run_eval(args.testset, spec, adapter, rundir, generation, options,
                               progress)
     except RunAborted as aborted:
-        outcome = run_outcome(rundir, args.testset, args.limit)
+        outcome = run_outcome(rundir, args.testset, args.limit, shard)
         print(f"{rundir}: {outcome.describe()}")
         _say(f"viubench eval: stopped: {aborted}\n  answers so far are kept in {rundir};"
              " run the same command again to resume")
         return 3
     finally:
         adapter.close()
-    outcome = run_outcome(rundir, args.testset, args.limit)
+    outcome = run_outcome(rundir, args.testset, args.limit, shard)
     print(f"{rundir}: {counts['answered']} answered, {counts['errors']} errors this session")
     print(f"{rundir}: {outcome.describe()}")
-    if not args.no_score:
+    if shard:
+        print(f"{rundir}: shard {shard.describe()}, not scored alone: when every shard has run,"
+              " `viubench merge` them into one run folder, which is scored")
+    elif not args.no_score:
         print(format_results(score_run(rundir, args.testset, args.task_module)))
     if outcome.error_rate > max_error_rate:
         _say(f"viubench eval: FAILED: {outcome.failed} of {outcome.n} samples"

@@ -28,3 +28,10 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--retry-base", type=float, default=1.0,
                         help="first backoff, seconds")
     parser.add_argument("--retry-cap", type=float, default=60.0, help="longest backoff, seconds")
+
+
+def add_shard_option(parser: argparse.ArgumentParser) -> None:
+    """`--shard I/N` (`viubench eval` only: `viubench merge` puts the shards together)."""
+    parser.add_argument("--shard", metavar="I/N",
+                        help="ask only shard I of N (numbered from 0: 0/8 ... 7/8), chosen by"
+                             " sample id; run every shard, then `viubench merge` them")

@@ -1,6 +1,7 @@
 """The run folder: the one owner of its layout, its records, and their readers and writers.
 
-    predictions.jsonl   a header record (test set, adapter, generation settings, tool version),
+    predictions.jsonl   a header record (test set, adapter, generation settings, tool version,
+                        the shard of a `--shard` run),
                         scope records (`--limit`), then one prediction record per answer; only
                         ever appended to, so a run resumes after a kill at any moment
     scores.jsonl        one score record per sample in scope (`viubench score`)
@@ -65,22 +66,28 @@ def testset_fingerprint(testset: str) -> dict[str, Any]:
 
 
 def make_header(testset: str, spec: str, fingerprint: Mapping[str, Any],
-                generation: Mapping[str, Any]) -> dict[str, Any]:
-    return {"record": "header", "tool": "viubench", "tool_version": __version__,
-            "testset": testset_fingerprint(testset),
-            "adapter": {"spec": spec, "fingerprint": dict(fingerprint)},
-            "generation": dict(generation),
-            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+                generation: Mapping[str, Any],
+                shard: Mapping[str, int] | None = None) -> dict[str, Any]:
+    """The first record of a run; a shard run (`viubench.shards`) records its shard, an
+    unsharded run has no `shard` key."""
+    header = {"record": "header", "tool": "viubench", "tool_version": __version__,
+              "testset": testset_fingerprint(testset),
+              "adapter": {"spec": spec, "fingerprint": dict(fingerprint)},
+              "generation": dict(generation),
+              "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    if shard is not None:
+        header["shard"] = dict(shard)
+    return header
 
 
 def differing_settings(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     """What differs between two headers that makes them different runs."""
     checks = {"test set": ("testset", "hash"), "adapter spec": ("adapter", "spec"),
               "adapter fingerprint": ("adapter", "fingerprint"),
-              "generation settings": ("generation", None)}
+              "generation settings": ("generation", None), "shard": ("shard", None)}
     differs = []
     for label, (section, key) in checks.items():
-        a, b = old.get(section, {}), new.get(section, {})
+        a, b = old.get(section) or {}, new.get(section) or {}
         if (a.get(key) if key else a) != (b.get(key) if key else b):
             differs.append(label)
     return differs

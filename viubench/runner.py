@@ -32,7 +32,8 @@ from .retry import Backlog, Breaker, RetryPolicy
 from .runfolder import (PREDICTIONS, differing_settings, latest, make_header, prediction_record,
                         read_run, run_scope, scope_record)
 from .records import append_jsonl, truncate_lines
-from .testset import is_training_set, iter_samples
+from .shards import Shard
+from .testset import SampleRecord, is_training_set, iter_samples
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,15 @@ class RunOptions:
     limit: int | None = None
     keep_errors: bool = False         # True: samples whose last record is an error stay so
     retry: RetryPolicy = RetryPolicy()
+    shard: Shard | None = None        # only this shard of the scope; fixed for the run folder
+
+
+def scope_samples(testset: str, limit: int | None,
+                  shard: Shard | None = None) -> Iterator[SampleRecord]:
+    """The checked samples a run covers: the first `limit` of the test set, then those of
+    `shard` among them (`viubench.shards`)."""
+    samples = iter_samples(testset, limit)
+    return shard.select(samples) if shard else samples
 
 
 class RunObserver(Protocol):
@@ -75,11 +85,11 @@ class RunAborted(RuntimeError):
     """The adapter reported a condition that spoils the run; nothing was recorded for it."""
 
 
-def requests_of(testset: str, generation: GenerationSettings,
-                limit: int | None) -> Iterator[Request]:
-    """One request per sample, in test-set order, media paths made absolute."""
+def requests_of(testset: str, generation: GenerationSettings, limit: int | None,
+                shard: Shard | None = None) -> Iterator[Request]:
+    """One request per sample in scope, in test-set order, media paths made absolute."""
     root = os.path.abspath(testset)
-    for record in iter_samples(testset, limit):
+    for record in scope_samples(testset, limit, shard):
         try:
             parts = tuple(prompt_item(part, root) for part in record["prompt"])
         except (KeyError, TypeError, ValueError) as error:
@@ -122,7 +132,9 @@ def run_eval(testset: str, spec: AdapterSpec, adapter: Adapter, rundir: str,
 def _run_locked(testset: str, spec: AdapterSpec, adapter: Adapter, rundir: str,
                 generation: GenerationSettings, options: RunOptions,
                 observer: RunObserver | None) -> dict[str, int]:
-    header = make_header(testset, spec.redacted(), adapter.describe(), generation.as_json())
+    shard = options.shard.as_json() if options.shard else None
+    header = make_header(testset, spec.redacted(), adapter.describe(), generation.as_json(),
+                         shard)
     path = os.path.join(rundir, PREDICTIONS)
     old_header, predictions = read_run(rundir)
     if old_header is not None:
@@ -138,8 +150,10 @@ def _run_locked(testset: str, spec: AdapterSpec, adapter: Adapter, rundir: str,
     # Requests are streamed from samples.jsonl, never all held: a 100k-sample set has 100k
     # prompts of 48 frame paths each. The first pass checks the whole scope (an unsafe record
     # stops the run before anything is sent) and counts what is left to ask.
-    remaining = sum(record["id"] not in done for record in iter_samples(testset, options.limit))
-    todo = (r for r in requests_of(testset, generation, options.limit) if r.id not in done)
+    remaining = sum(record["id"] not in done
+                    for record in scope_samples(testset, options.limit, options.shard))
+    todo = (r for r in requests_of(testset, generation, options.limit, options.shard)
+            if r.id not in done)
     if observer:
         observer.start(remaining, len(done))
     with open(path, "a", encoding="utf-8") as handle:
