@@ -162,7 +162,7 @@ def test_runs_that_are_not_the_shards_of_one_run_are_refused(viubench_testset, t
     again = run("r0-again", "--model", "random", "--shard", "0/3")
     whole = run("whole", "--model", "random")
     out = str(tmp_path / "out")
-    cases = {"shard 2 of 3 missing": random_[:2],
+    cases = {"shard 2/3 missing": random_[:2],
              "different shard counts": [*random_[:2], halves],
              "different adapter": [random_[0], constant, random_[2]],
              "both shard 0/3": [*random_, again],

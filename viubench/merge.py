@@ -125,11 +125,10 @@ def check_shards(runs: Sequence[ShardRun]) -> None:
             raise MergeError(f"{seen[run.shard.index]} and {run.rundir} are both shard"
                              f" {run.shard.describe()}")
         seen[run.shard.index] = run.rundir
-    missing = [str(i) for i in range(first.shard.count) if i not in seen]
+    missing = [f"{i}/{first.shard.count}" for i in range(first.shard.count) if i not in seen]
     if missing:
-        raise MergeError(f"shard {', '.join(missing)} of {first.shard.count} missing: run"
-                         f" `viubench eval --shard I/{first.shard.count}` for it, then merge"
-                         " all of them")
+        raise MergeError(f"shard {', '.join(missing)} missing: run `viubench eval ... --shard"
+                         f" {missing[0]}` (same settings), then merge all {first.shard.count}")
 
 
 def merged_header(header: Mapping[str, Any]) -> dict[str, Any]:

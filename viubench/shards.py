@@ -55,10 +55,10 @@ def parse_shard(text: str) -> Shard:
     index, sep, count = text.partition("/")
     if not sep or not index.strip().isdigit() or not count.strip().isdigit():
         raise ValueError(f"--shard {text!r}: expected I/N, e.g. 0/8 (shards are numbered from 0)")
-    try:
-        return Shard(int(index), int(count))
-    except ValueError as error:
-        raise ValueError(f"--shard {text!r}: {error}") from None
+    if int(count) < 1 or int(index) >= int(count):
+        raise ValueError(f"--shard {text!r}: expected I/N with N >= 1 and 0 <= I < N (shards"
+                         f" are numbered from 0)")
+    return Shard(int(index), int(count))
 
 
 def shard_from_json(value: Any, where: str) -> Shard | None:
