@@ -5,6 +5,7 @@ The folder's layout and readers are `viubench.testset`'s.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -15,7 +16,7 @@ from collections import Counter
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
-from typing import Any, Iterable, Iterator, Protocol, Sequence
+from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence
 
 from . import __version__
 from .clips import read_clips
@@ -334,17 +335,40 @@ def _written(result: VideoResult, store: MediaStore) -> VideoResult:
     return result
 
 
+Results = Callable[[BuildSpec, str, Sequence[Job], Sequence[str]], Iterator[VideoResult]]
+EXECUTORS = ("local", "ray")
+
+
 def build(spec: BuildSpec, out: str, limit: int | None = None, workers: int = 1,
-          observer: BuildObserver | None = None) -> dict[str, Any]:
+          observer: BuildObserver | None = None, executor: str = "local",
+          address: str | None = None) -> dict[str, Any]:
     """Build (or resume building) the test set in `out`; returns the final build.json.
 
     `out` is locked while it is written (a second build into it stops at once), and worker
-    processes die with this one."""
-    with exclusive(out, "build"):
-        return _build_locked(spec, out, limit, workers, observer)
+    processes die with this one. `executor` "ray" runs the per-video jobs on the Ray cluster
+    at `address` (`viubench.build_ray`) instead of `workers` local processes; this process
+    writes the records either way, so the output is the same."""
+    if executor not in EXECUTORS:
+        raise ValueError(f"unknown executor {executor!r}: one of {', '.join(EXECUTORS)}")
+    if address and executor != "ray":
+        raise ValueError("--address names a Ray cluster: give --executor ray too")
+    with exclusive(out, "build"), _executor(executor, workers, address) as results:
+        return _build_locked(spec, out, limit, results, observer)
 
 
-def _build_locked(spec: BuildSpec, out: str, limit: int | None, workers: int,
+@contextlib.contextmanager
+def _executor(name: str, workers: int, address: str | None) -> Iterator[Results]:
+    """The function that runs a build's jobs and yields their results in job order."""
+    if name == "ray":
+        from .build_ray import ray_executor
+
+        with ray_executor(address) as results:
+            yield results
+    else:
+        yield functools.partial(_ordered, workers=workers)
+
+
+def _build_locked(spec: BuildSpec, out: str, limit: int | None, results: Results,
                   observer: BuildObserver | None) -> dict[str, Any]:
     candidates = discover(spec.videos, exclude=out)
     todo = candidates[:limit] if limit else candidates
@@ -354,7 +378,7 @@ def _build_locked(spec: BuildSpec, out: str, limit: int | None, workers: int,
     _write_build_json(out, spec, done, status="running", started=time.time(),
                       **({"listing": listing} if listing else {}))
     started = time.perf_counter()
-    run = _Run(spec, out, candidates, workers, done, observer)
+    run = _Run(spec, out, candidates, results, done, observer)
     if spec.quotas:
         _quota_rounds(run, video_order(todo, spec.seed))
     else:
@@ -368,9 +392,9 @@ def _build_locked(spec: BuildSpec, out: str, limit: int | None, workers: int,
 class _Run:
     """Runs jobs of one build: skips those already done (resume), writes their records."""
 
-    def __init__(self, spec: BuildSpec, out: str, candidates: Sequence[str], workers: int,
+    def __init__(self, spec: BuildSpec, out: str, candidates: Sequence[str], results: Results,
                  done: list[dict[str, Any]], observer: BuildObserver | None) -> None:
-        self.spec, self.out, self.candidates, self.workers = spec, out, candidates, workers
+        self.spec, self.out, self.candidates, self.results = spec, out, candidates, results
         self.done, self.observer = done, observer
         self.finished = {(r.get("round", 0), r["path"]) for r in done}
         self.seen = {r["hash"]: r["path"] for r in done if r["status"] == "ok"}
@@ -381,8 +405,7 @@ class _Run:
             self.observer.start(len(remaining), len(self.finished))
         with open(os.path.join(self.out, SAMPLES), "a", encoding="utf-8") as samples, \
                 open(os.path.join(self.out, VIDEOS), "a", encoding="utf-8") as videos:
-            for result in _ordered(self.spec, self.out, remaining, self.candidates,
-                                   self.workers):
+            for result in self.results(self.spec, self.out, remaining, self.candidates):
                 result = self._deduplicated(result)
                 if result.samples:
                     write_line(samples, "\n".join(result.samples))

@@ -135,6 +135,14 @@ def _add_build_options(parser: argparse.ArgumentParser) -> None:
                              " decord where it is correct and falls back to PyAV for any file"
                              " decord fails on. The backend is recorded per sample.")
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
+    parser.add_argument("--executor", choices=["local", "ray"], default="local",
+                        help="local: --workers processes on this machine (default); ray: the"
+                             " videos as tasks on a Ray cluster (needs the ray extra; videos"
+                             " and --out on storage every node sees at the same path)")
+    parser.add_argument("--address", metavar="ADDR",
+                        help="the Ray cluster to use, e.g. HEAD:6379 or auto (default: RAY_ADDRESS,"
+                             " else a cluster `ray start` began on this machine, else a new"
+                             " local one for this build)")
     parser.add_argument("--task-module", action="append", default=[], metavar="MODULE:ATTR",
                         help="load an extra task from user code")
     parser.add_argument("--max-pixels", type=int, metavar="AREA",
@@ -163,7 +171,8 @@ def cmd_build(args: argparse.Namespace) -> int:
 
     spec = _build_spec(args)
     with VideoProgress(args.out) as progress:
-        summary = build(spec, args.out, args.limit, args.workers, observer=progress)
+        summary = build(spec, args.out, args.limit, args.workers, observer=progress,
+                        executor=args.executor, address=args.address)
     _print_build_summary(args.out, summary)
     return 0
 
