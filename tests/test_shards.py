@@ -147,6 +147,10 @@ def test_a_resume_with_another_shard_or_none_is_refused(viubench_testset, tmp_pa
                      "--model", "random", "--shard", bad]) == 2
         err = capsys.readouterr().err
         assert "--shard" in err and len(err.strip().splitlines()) == 1
+    # a shard alone is no run to score: its other samples are the other shards', not missing
+    assert main(["score", run]) == 2
+    err = capsys.readouterr().err
+    assert "is shard 0/3 of a run: merge the shards" in err and len(err.strip().splitlines()) == 1
 
 
 def test_runs_that_are_not_the_shards_of_one_run_are_refused(viubench_testset, tmp_path,

@@ -88,6 +88,10 @@ def _score_locked(rundir: str, testset: str | None,
     header, predictions = read_run(rundir)
     if header is None:
         raise ValueError(f"{rundir} holds no run (no predictions.jsonl header)")
+    shard = header.get("shard")
+    if isinstance(shard, dict):   # its other samples belong to other shards: never "missing"
+        raise ValueError(f"{rundir} is shard {shard.get('index')}/{shard.get('count')} of a"
+                         " run: merge the shards (viubench merge) and score the merged run")
     testset, tasks = _run_tasks(header, testset, task_modules)
     answers = latest(predictions)
     groups: dict[str, list[ScoreRecord]] = defaultdict(list)
