@@ -1,5 +1,5 @@
 """`viubench build | verify | eval | score | leaderboard | compare | analyze | watch | export |
-import | list | demo`."""
+import | merge | list | demo`."""
 
 from __future__ import annotations
 
