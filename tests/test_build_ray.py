@@ -63,8 +63,7 @@ def ray_cluster(crashes):
            "VIUBENCH_TEST_STALL_VIDEO": STALLED}
     with mock.patch.dict(os.environ, env):     # the cluster's processes inherit it
         context = ray.init(num_cpus=2, include_dashboard=False, ignore_reinit_error=True,
-                           logging_level="WARNING", log_to_driver=False,
-                           _node_ip_address="127.0.0.1")
+                           logging_level="WARNING", log_to_driver=False)
     yield context.address_info["gcs_address"]
     ray.shutdown()
 
@@ -152,6 +151,13 @@ def _version() -> str:
     from viubench import __version__
 
     return __version__
+
+
+def test_missing_ray_is_one_line_naming_the_extra(real_videos, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)     # `import ray` fails as if not installed
+    spec = BuildSpec(real_videos, (("temporal_jigsaw", "easy"),))
+    with pytest.raises(ValueError, match=r"pip install 'viubench\[ray\]'"):
+        build(spec, str(tmp_path / "ts"), executor="ray")
 
 
 def test_unknown_executor_and_address_without_ray(real_videos, tmp_path):

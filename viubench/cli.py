@@ -136,9 +136,10 @@ def _add_build_options(parser: argparse.ArgumentParser) -> None:
                              " decord fails on. The backend is recorded per sample.")
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--executor", choices=["local", "ray"], default="local",
-                        help="local: --workers processes on this machine (default); ray: the"
-                             " videos as tasks on a Ray cluster (needs the ray extra; videos"
-                             " and --out on storage every node sees at the same path)")
+                        help="local: --workers processes on this machine; ray: one"
+                             " task per video on a Ray cluster, as many at once as it has CPUs"
+                             " (needs the ray extra; the videos and --out on storage every"
+                             " node sees at the same path)")
     parser.add_argument("--address", metavar="ADDR",
                         help="the Ray cluster to use, e.g. HEAD:6379 or auto (default: RAY_ADDRESS,"
                              " else a cluster `ray start` began on this machine, else a new"
