@@ -23,6 +23,12 @@ from viubench.testset import BUILD, SAMPLES, VIDEOS
 from viubench.verify import verify
 
 ray = pytest.importorskip("ray", reason="the Ray executor's tests need ray (the ray extra)")
+# Ray 2.60's servers (GCS, raylet, workers) listen on every interface whatever node address it
+# is given, and test servers here bind 127.0.0.1 only: the cluster starts only where asked.
+OPT_IN = "VIUBENCH_TEST_RAY"
+pytestmark = pytest.mark.skipif(
+    os.environ.get(OPT_IN) != "1",
+    reason=f"a local Ray cluster listens on all interfaces; set {OPT_IN}=1 to run these tests")
 
 from viubench.build_ray import RayBuildError, run_job  # noqa: E402  (needs ray only to run)
 
