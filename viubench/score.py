@@ -112,17 +112,19 @@ def _score_locked(rundir: str, testset: str | None,
     return results
 
 
-def ensure_scored(rundir: str, task_modules: Sequence[str] = ()) -> dict[str, Any]:
+def ensure_scored(rundir: str, task_modules: Sequence[str] = (),
+                  testset: str | None = None, stacklevel: int = 2) -> dict[str, Any]:
     """The run's header, after scoring it if its scores are stale (and saying why, as a
-    warning the console prints in one line)."""
+    warning the console prints in one line); `testset` where the test set lies now if it
+    has moved (checked by hash)."""
     header = read_header(rundir)
     if header is None:
         raise ValueError(f"{rundir} holds no run (no predictions.jsonl header)")
-    _, tasks = _run_tasks(header, None, task_modules)
+    testset, tasks = _run_tasks(header, testset, task_modules)
     reason = stale_reason(rundir, {name: task.version for name, task in tasks.items()})
     if reason is not None:
-        warnings.warn(f"scoring {rundir}: {reason}", UserWarning, stacklevel=2)
-        score_run(rundir, task_modules=task_modules)
+        warnings.warn(f"scoring {rundir}: {reason}", UserWarning, stacklevel=stacklevel)
+        score_run(rundir, testset, task_modules)
     return header
 
 

@@ -15,7 +15,6 @@ optional extra (`pip install 'viubench[pandas]'`), imported only when a table is
 from __future__ import annotations
 
 import os
-import warnings
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from .answers import LENIENT
@@ -142,25 +141,10 @@ def _scored(rundir: str, testset: str | None, task_modules: Sequence[str]) -> st
     """The test set of a run whose scores are current (scoring it first, with a warning, when
     they are not); ValueError in one line for a folder that holds no run or a test set that
     is not the one the run answered."""
-    from .records import file_hash
-    from .registry import load_tasks
-    from .runfolder import read_header, stale_reason
-    from .score import ensure_scored, score_run
-    from .testset import samples_path
+    from .score import ensure_scored
 
-    if testset is None:
-        return str(ensure_scored(rundir, task_modules)["testset"]["path"])
-    header = read_header(rundir)
-    if header is None:
-        raise ValueError(f"{rundir} holds no run (no predictions.jsonl header)")
-    if file_hash(samples_path(testset)) != header["testset"]["hash"]:
-        raise ValueError(f"{testset} is not the test set this run answered (hash differs)")
-    versions = {name: task.version for name, task in load_tasks(task_modules).items()}
-    reason = stale_reason(rundir, versions)
-    if reason is not None:
-        warnings.warn(f"scoring {rundir}: {reason}", UserWarning, stacklevel=3)
-        score_run(rundir, testset, task_modules)
-    return testset
+    header = ensure_scored(rundir, task_modules, testset, stacklevel=4)
+    return testset or str(header["testset"]["path"])
 
 
 # --- leaderboards ------------------------------------------------------------------------------
