@@ -213,23 +213,20 @@ def load_video(spec: BuildSpec, rel_path: str,
     build excludes is hashed, and not decoded."""
     started = time.perf_counter()
     try:
-        if spec.exclude:
-            reason = _exclusion(spec, rel_path)
-            if reason:
-                return LoadedVideo(rel_path, None, reason=reason[1], hash=reason[0])
-        clips = read_clips(spec.videos, rel_path, protocols, spec.decoder)
+        content = _content_hash(spec, rel_path) if spec.exclude else None
+        if content in spec.excluded:
+            return LoadedVideo(rel_path, None, reason=spec.excluded[content], hash=content)
+        clips = read_clips(spec.videos, rel_path, protocols, spec.decoder, video_hash=content)
     except (VideoError, OSError) as error:
         return LoadedVideo(rel_path, None, reason=str(error))
     return LoadedVideo(rel_path, clips, seconds=time.perf_counter() - started)
 
 
-def _exclusion(spec: BuildSpec, rel_path: str) -> tuple[str, str] | None:
-    """(hash, reason) if the video's content is one the build excludes."""
+def _content_hash(spec: BuildSpec, rel_path: str) -> str:
+    """The video's content hash, before decoding (to skip a video the build excludes)."""
     path = os.path.join(spec.videos, rel_path)
     check_regular_file(path)     # never hash a FIFO or a device
-    content = file_hash(path)
-    reason = spec.excluded.get(content)
-    return (content, reason) if reason else None
+    return file_hash(path)
 
 
 def render_video(spec: BuildSpec, out: str, loaded: LoadedVideo, chosen: Chosen,

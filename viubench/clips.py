@@ -15,14 +15,16 @@ from .video import (DecordFailure, FrameCountMismatch, FrameProtocol, VideoError
 
 
 def read_clips(root: str, rel_path: str, protocols: Iterable[FrameProtocol], decoder: str,
-               size: tuple[int, int] | None = None) -> dict[FrameProtocol, Clip]:
+               size: tuple[int, int] | None = None,
+               video_hash: str | None = None) -> dict[FrameProtocol, Clip]:
     """Probe, hash and decode `root/rel_path` in one pass for all `protocols`.
 
     Frame counts are exact: if decoding finds a different count than the demuxer listed, the
     indices are recomputed from the decoded count and the video is decoded again. Under
     `decoder="auto"`, a video decord fails on in any way is decoded with PyAV, and the Clip
     says so (`backend`); an explicitly requested decoder is never swapped.
-    `size` forces the frame size (used for donor footage that must match another video).
+    `size` forces the frame size (used for donor footage that must match another video);
+    `video_hash`, the file's content hash when the caller has just computed it.
     """
     path = os.path.join(root, rel_path)
     info = probe(path)   # checks first that it is a regular file: a FIFO is never opened
@@ -38,7 +40,7 @@ def read_clips(root: str, rel_path: str, protocols: Iterable[FrameProtocol], dec
             raise VideoError(f"{error} (--decoder auto falls back to PyAV)") from error
         backend = "pyav"
         info, frames, wanted = _decode_after_decord(info, protocols, frame_size, error)
-    video_hash = file_hash(path)
+    video_hash = video_hash or file_hash(path)
     slot = {index: position for position, index in enumerate(wanted)}
     return {p: Clip(rel_path, video_hash, info, idx, _pick(frames, idx, wanted, slot),
                     p.sample_fps(info), backend, (p.min_area, p.max_area))
