@@ -22,6 +22,7 @@ from . import __version__
 from .clips import read_clips
 from .folderlock import exclusive
 from .media import MediaStore
+from .packs import PACKS, PackedOutput, resume_packs
 from .processes import die_with_parent
 from .registry import load_tasks
 from .render import FramePaths, make_record
@@ -113,12 +114,16 @@ class VideoResult:
     sample_skips: list[dict[str, str]] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     round: int = 0
+    pack: str = ""                   # the pack holding its frames (a packed build)
+    media: list[tuple[str, bytes]] = field(default_factory=list)   # frames to pack (path, JPEG)
 
     def log_record(self) -> dict[str, Any]:
         record = asdict(self)
         record["samples"] = len(self.samples)
-        if not self.round:
-            del record["round"]
+        del record["media"]
+        for name in ("round", "pack"):
+            if not record[name]:
+                del record[name]
         return record
 
 
@@ -229,7 +234,7 @@ def _content_hash(spec: BuildSpec, rel_path: str) -> str:
     return file_hash(path)
 
 
-def render_video(spec: BuildSpec, out: str, loaded: LoadedVideo, chosen: Chosen,
+def render_video(spec: BuildSpec, loaded: LoadedVideo, chosen: Chosen,
                  candidates: Sequence[str], store: MediaStore, job_round: int = 0) -> VideoResult:
     """Draw every sample of a job from its loaded video; its media are handed to `store`.
 
@@ -256,16 +261,16 @@ def render_video(spec: BuildSpec, out: str, loaded: LoadedVideo, chosen: Chosen,
     return result
 
 
-def process_video(spec: BuildSpec, out: str, job: Job,
+def process_video(spec: BuildSpec, out: str | None, job: Job,
                   candidates: Sequence[str]) -> VideoResult:
-    """Decode one video once and draw every sample of its job from it (a worker's unit)."""
+    """Decode one video once and draw every sample of its job from it (a worker's unit);
+    its frames are written under `out`, or returned in the result when `out` is None."""
     chosen = _chosen(load_tasks(spec.extra_tasks), job)
     loaded = load_video(spec, job.path, _protocols(spec, chosen))
     with ThreadPoolExecutor(MEDIA_THREADS) as writers:
         store = MediaStore(out, writers)
-        result = render_video(spec, out, loaded, chosen, candidates, store, job.round)
-        store.wait()
-    return result
+        result = render_video(spec, loaded, chosen, candidates, store, job.round)
+        return _written(result, store)
 
 
 def _make_sample(task: Task, variant: str, clip: Clip, spec: BuildSpec, replica: int,
@@ -282,7 +287,7 @@ def _make_sample(task: Task, variant: str, clip: Clip, spec: BuildSpec, replica:
     result.counts[key] = result.counts.get(key, 0) + 1
 
 
-def _ordered(spec: BuildSpec, out: str, todo: Sequence[Job], candidates: Sequence[str],
+def _ordered(spec: BuildSpec, out: str | None, todo: Sequence[Job], candidates: Sequence[str],
              workers: int) -> Iterator[VideoResult]:
     """Results in `todo` order, at most 2 * workers videos in flight (memory stays flat)."""
     if workers <= 1:
@@ -299,7 +304,7 @@ def _ordered(spec: BuildSpec, out: str, todo: Sequence[Job], candidates: Sequenc
             yield future.result()
 
 
-def _in_process(spec: BuildSpec, out: str, todo: Sequence[Job],
+def _in_process(spec: BuildSpec, out: str | None, todo: Sequence[Job],
                 candidates: Sequence[str]) -> Iterator[VideoResult]:
     """One process, three overlapping stages: decode (up to two videos ahead, in a thread),
     render (this thread), JPEG encode + write (a thread pool). A video's result is yielded
@@ -318,8 +323,7 @@ def _in_process(spec: BuildSpec, out: str, todo: Sequence[Job],
                 upcoming.append(loader.submit(load_video, spec, todo[ahead].path,
                                               _protocols(spec, chosen[ahead])))
             store = MediaStore(out, writers)
-            result = render_video(spec, out, loaded, chosen[position], candidates, store,
-                                  job.round)
+            result = render_video(spec, loaded, chosen[position], candidates, store, job.round)
             if writing:
                 yield _written(*writing)
             writing = (result, store)
@@ -328,29 +332,47 @@ def _in_process(spec: BuildSpec, out: str, todo: Sequence[Job],
 
 
 def _written(result: VideoResult, store: MediaStore) -> VideoResult:
+    """The result once its frames are written (or encoded, to be packed: `result.media`)."""
     store.wait()
+    result.media = store.collected()
     return result
 
 
-Results = Callable[[BuildSpec, str, Sequence[Job], Sequence[str]], Iterator[VideoResult]]
+# (spec, output folder or None to have frames returned, jobs, donor candidates) -> results
+Results = Callable[[BuildSpec, str | None, Sequence[Job], Sequence[str]], Iterator[VideoResult]]
 EXECUTORS = ("local", "ray")
 
 
 def build(spec: BuildSpec, out: str, limit: int | None = None, workers: int = 1,
           observer: BuildObserver | None = None, executor: str = "local",
-          address: str | None = None) -> dict[str, Any]:
+          address: str | None = None, pack: int = 0) -> dict[str, Any]:
     """Build (or resume building) the test set in `out`; returns the final build.json.
 
     `out` is locked while it is written (a second build into it stops at once), and worker
     processes die with this one. `executor` "ray" runs the per-video jobs on the Ray cluster
     at `address` (`viubench.build_ray`) instead of `workers` local processes; this process
-    writes the records either way, so the output is the same."""
+    writes the records either way, so the output is the same. `pack` > 0 stores the frames in
+    ZIP packs of that many videos each (`viubench.packs`), written by this process."""
     if executor not in EXECUTORS:
         raise ValueError(f"unknown executor {executor!r}: one of {', '.join(EXECUTORS)}")
     if address and executor != "ray":
         raise ValueError("--address names a Ray cluster: give --executor ray too")
+    if pack < 0:
+        raise ValueError(f"--pack {pack}: give a number of videos per pack (0: no packs)")
     with exclusive(out, "build"), _executor(executor, workers, address) as results:
-        return _build_locked(spec, out, limit, results, observer)
+        return _build_locked(spec, Output(out, pack), limit, results, observer)
+
+
+@dataclass(frozen=True)
+class Output:
+    """Where a build writes, and how it stores frames: files, or packs of `pack` videos."""
+
+    folder: str
+    pack: int = 0
+
+    def as_json(self) -> dict[str, Any]:
+        """build.json's `media` entry (absent for plain files, as in builds before packs)."""
+        return {"media": {"layout": "packs", "videos_per_pack": self.pack}} if self.pack else {}
 
 
 @contextlib.contextmanager
@@ -365,51 +387,62 @@ def _executor(name: str, workers: int, address: str | None) -> Iterator[Results]
         yield functools.partial(_ordered, workers=workers)
 
 
-def _build_locked(spec: BuildSpec, out: str, limit: int | None, results: Results,
+def _build_locked(spec: BuildSpec, output: Output, limit: int | None, results: Results,
                   observer: BuildObserver | None) -> dict[str, Any]:
+    out = output.folder
     candidates = discover(spec.videos, exclude=out)
     todo = candidates[:limit] if limit else candidates
     os.makedirs(out, exist_ok=True)
     listing = digest("videos", todo) if spec.quotas else ""
-    done = _resume_state(spec, out, listing)
-    _write_build_json(out, spec, done, status="running", started=time.time(),
-                      **({"listing": listing} if listing else {}))
+    extra = {**({"listing": listing} if listing else {}), **output.as_json()}
+    done, next_pack = _resume_state(spec, output, extra)
+    _write_build_json(out, spec, done, status="running", started=time.time(), **extra)
     started = time.perf_counter()
-    run = _Run(spec, out, candidates, results, done, observer)
+    packed = PackedOutput(out, output.pack, next_pack) if output.pack else None
+    run = _Run(spec, out, candidates, results, done, observer, packed)
     if spec.quotas:
         _quota_rounds(run, video_order(todo, spec.seed))
     else:
         items = tuple(spec.items())
         run.jobs([Job(rel, items) for rel in todo], first=True)
     return _write_build_json(out, spec, done, status="complete",
-                             seconds=time.perf_counter() - started,
-                             **({"listing": listing} if listing else {}))
+                             seconds=time.perf_counter() - started, **extra)
 
 
 class _Run:
     """Runs jobs of one build: skips those already done (resume), writes their records."""
 
     def __init__(self, spec: BuildSpec, out: str, candidates: Sequence[str], results: Results,
-                 done: list[dict[str, Any]], observer: BuildObserver | None) -> None:
+                 done: list[dict[str, Any]], observer: BuildObserver | None,
+                 packed: PackedOutput | None = None) -> None:
         self.spec, self.out, self.candidates, self.results = spec, out, candidates, results
-        self.done, self.observer = done, observer
+        self.done, self.observer, self.packed = done, observer, packed
         self.finished = {(r.get("round", 0), r["path"]) for r in done}
         self.seen = {r["hash"]: r["path"] for r in done if r["status"] == "ok"}
 
     def jobs(self, jobs: Sequence[Job], first: bool) -> None:
+        """Run the jobs not done yet; a packed build's records follow their pack's close."""
         remaining = [job for job in jobs if (job.round, job.path) not in self.finished]
         if self.observer and first:
             self.observer.start(len(remaining), len(self.finished))
+        frames_to = None if self.packed else self.out
         with open(os.path.join(self.out, SAMPLES), "a", encoding="utf-8") as samples, \
                 open(os.path.join(self.out, VIDEOS), "a", encoding="utf-8") as videos:
-            for result in self.results(self.spec, self.out, remaining, self.candidates):
+            for result in self.results(self.spec, frames_to, remaining, self.candidates):
                 result = self._deduplicated(result)
-                if result.samples:
-                    write_line(samples, "\n".join(result.samples))
-                append_jsonl(videos, result.log_record())
-                self.done.append(result.log_record())
-                if self.observer:
-                    self.observer.update(result)
+                ready = self.packed.add(result) if self.packed else [result]
+                self._record(ready, samples, videos)
+            if self.packed:
+                self._record(self.packed.close(), samples, videos)
+
+    def _record(self, results: Sequence[Any], samples: Any, videos: Any) -> None:
+        for result in results:
+            if result.samples:
+                write_line(samples, "\n".join(result.samples))
+            append_jsonl(videos, result.log_record())
+            self.done.append(result.log_record())
+            if self.observer:
+                self.observer.update(result)
 
     def _deduplicated(self, result: VideoResult) -> VideoResult:
         """The result, or a skip if another path of the build has the same content."""
@@ -436,31 +469,48 @@ def _quota_rounds(run: _Run, order: list[str]) -> None:
         run.jobs([Job(path, tuple(items), number) for path, items in dealt], first=number == 1)
 
 
-def _resume_state(spec: BuildSpec, out: str, listing: str) -> list[dict[str, Any]]:
-    """Per-video records already done; samples.jsonl is cut back to exactly their samples.
+def _resume_state(spec: BuildSpec, output: Output,
+                  extra: dict[str, Any]) -> tuple[list[dict[str, Any]], int]:
+    """Per-video records already done (samples.jsonl is cut back to exactly their samples)
+    and the number of the next pack.
 
     A quota build deals its samples over the whole folder, so it resumes only over the same
-    list of videos (`listing`, a digest of it; "" for a test-set build, which resumes over
-    any)."""
+    list of videos (`listing` in `extra`, a digest of it; absent for a test-set build, which
+    resumes over any); a build resumes only with the same media layout."""
+    out = output.folder
     build_path = os.path.join(out, BUILD)
     if not os.path.exists(build_path):
-        for name in (SAMPLES, VIDEOS):
+        for name in (SAMPLES, VIDEOS, PACKS):
             if os.path.exists(os.path.join(out, name)):
                 raise ValueError(f"{out} holds {name} but no {BUILD}; use an empty folder")
-        return []
+        return [], 0
     previous = read_json(build_path)
     if previous.get("spec") != spec.as_json():
         raise ValueError(f"{out} holds a build with different settings ({build_path});"
                          " use a new --out folder or the same settings")
-    if previous.get("listing", "") != listing:
+    if previous.get("listing") != extra.get("listing"):
         raise ValueError(f"{out} holds a recipe build over other videos ({build_path}): the"
                          " video folder or --limit changed since it started, and the recipe"
                          " is dealt over all of them; use a new --out folder")
+    if previous.get("media") != extra.get("media"):
+        before, asked = _layout(previous.get("media")), _layout(extra.get("media"))
+        raise ValueError(f"{out} holds a build storing frames as {before} ({build_path}), not"
+                         f" {asked}; use a new --out folder or the same --pack")
     videos_path = os.path.join(out, VIDEOS)
     done = list(read_jsonl(videos_path)) if os.path.exists(videos_path) else []
+    next_pack = 0
+    if output.pack:
+        keep, next_pack = resume_packs(out, done)
+        done = done[:keep]
     truncate_lines(videos_path, len(done))
     truncate_lines(os.path.join(out, SAMPLES), sum(r["samples"] for r in done))
-    return done
+    return done, next_pack
+
+
+def _layout(media: Any) -> str:
+    if isinstance(media, dict) and media.get("layout") == "packs":
+        return f"packs of {media.get('videos_per_pack')} videos"
+    return "one file per frame"
 
 
 def _write_build_json(out: str, spec: BuildSpec, done: list[dict[str, Any]], status: str,

@@ -7,10 +7,12 @@ that, with Ray's per-task retries for a lost worker, and need only plain `ray`.
 
 Each task decodes its video from, and writes its JPEG frames to, the same paths as the local
 build, so the video folder and the output folder must be one storage every node sees at the
-same path. The driver alone writes samples.jsonl, videos.jsonl and build.json, in job order,
-so the output is byte-identical to the local build whatever the number of nodes and workers,
-and a killed build resumes like a local one. A task rewrites exactly the frames it names with
-the bytes they must hold, so a retried task (a lost worker) is harmless.
+same path; in a packed build (`--pack N`) the frames come back with the result and this process
+packs them, so only the video folder must be shared. The driver alone writes samples.jsonl,
+videos.jsonl, build.json (and the packs), in job order, so the output is byte-identical to the
+local build whatever the number of nodes and workers, and a killed build resumes like a local
+one. A task rewrites exactly the frames it names with the bytes they must hold, so a retried task
+(a lost worker) is harmless.
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ def ray_executor(address: str | None) -> Iterator[Results]:
         remote = ray.remote(run_job).options(num_cpus=1, max_retries=MAX_RETRIES,
                                              retry_exceptions=False)
 
-        def results(spec: BuildSpec, out: str, todo: Sequence[Job],
+        def results(spec: BuildSpec, out: str | None, todo: Sequence[Job],
                     candidates: Sequence[str]) -> Iterator[VideoResult]:
             return _in_order(ray, remote, window, spec, out, todo, candidates)
 
@@ -64,7 +66,7 @@ def ray_executor(address: str | None) -> Iterator[Results]:
             ray.shutdown()
 
 
-def _in_order(ray: Any, remote: Any, window: int, spec: BuildSpec, out: str,
+def _in_order(ray: Any, remote: Any, window: int, spec: BuildSpec, out: str | None,
               todo: Sequence[Job], candidates: Sequence[str]) -> Iterator[VideoResult]:
     """Results in `todo` order, at most `window` tasks in flight; the spec and the list of
     candidate donors go to the object store once, not once per task."""
@@ -100,15 +102,20 @@ def _result(ray: Any, job: Job, ref: Any) -> VideoResult:
                             " run the same command to resume") from None
 
 
-def run_job(version: str, spec: BuildSpec, out: str, job: Job,
+def run_job(version: str, spec: BuildSpec, out: str | None, job: Job,
             candidates: Sequence[str]) -> VideoResult:
     """One job on a Ray worker, after checking that the worker runs the driver's viubench and
-    sees the build's storage (a video it cannot see must never turn into a skip)."""
+    sees the build's storage (a video it cannot see must never turn into a skip). With `out`
+    None (a packed build) the frames come back in the result and only the videos are read
+    from shared storage."""
     if version != __version__:
         raise RayBuildError(f"a Ray worker runs viubench {__version__}, the driver {version}:"
                             " install the same version on every node")
-    if not os.path.isfile(os.path.join(out, BUILD)) or not os.path.isdir(spec.videos):
-        raise RayBuildError(f"a Ray worker does not see {out}/{BUILD} or the video folder"
-                            f" {spec.videos}: both must be on storage every node mounts at"
-                            " the same path")
+    if not os.path.isdir(spec.videos):
+        raise RayBuildError(f"a Ray worker does not see the video folder {spec.videos}: it must"
+                            " be on storage every node mounts at the same path")
+    if out is not None and not os.path.isfile(os.path.join(out, BUILD)):
+        raise RayBuildError(f"a Ray worker does not see {out}/{BUILD}: the output folder must be"
+                            " on storage every node mounts at the same path (or build with"
+                            " --pack N: then only this process writes it)")
     return process_video(spec, out, job, candidates)

@@ -138,12 +138,16 @@ def _add_build_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--executor", choices=["local", "ray"], default="local",
                         help="local: --workers processes on this machine; ray: one"
                              " task per video on a Ray cluster, as many at once as it has CPUs"
-                             " (needs the ray extra; the videos and --out on storage every"
-                             " node sees at the same path)")
+                             " (needs the ray extra; the videos, and --out unless --pack is"
+                             " given, on storage every node sees at the same path)")
     parser.add_argument("--address", metavar="ADDR",
                         help="the Ray cluster to use, e.g. HEAD:6379 or auto (default: RAY_ADDRESS,"
                              " else a cluster `ray start` began on this machine, else a new"
                              " local one for this build)")
+    parser.add_argument("--pack", type=int, default=0, metavar="N",
+                        help="store the frames in ZIP packs of N videos each"
+                             " (media/packs/pack-NNNNN.zip) instead of one JPEG file per frame:"
+                             " for large builds; read alike by every command (default 0: files)")
     parser.add_argument("--task-module", action="append", default=[], metavar="MODULE:ATTR",
                         help="load an extra task from user code")
     parser.add_argument("--max-pixels", type=int, metavar="AREA",
@@ -173,7 +177,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     spec = _build_spec(args)
     with VideoProgress(args.out) as progress:
         summary = build(spec, args.out, args.limit, args.workers, observer=progress,
-                        executor=args.executor, address=args.address)
+                        executor=args.executor, address=args.address, pack=args.pack)
     _print_build_summary(args.out, summary)
     return 0
 

@@ -8,8 +8,8 @@ from typing import Any, Mapping
 
 from PIL import Image, ImageDraw, ImageFont
 
-from .media import load_frame
-from .testset import iter_samples
+from .media import decode_frame
+from .testset import TestSetMedia, iter_samples
 
 THUMB_WIDTH, PER_ROW, PAD, LINE = 136, 8, 6, 14
 
@@ -30,7 +30,8 @@ def contact_sheet(testset: str, sample_id: str, out_png: str, show_answer: bool 
             label = part["text"].rstrip(":") if len(part["text"]) < 24 else ""
     if images:
         rows.append(("candidates", images))
-    picture = _draw(testset, sample, rows, show_answer)
+    with TestSetMedia(testset) as media:
+        picture = _draw(media, sample, rows, show_answer)
     os.makedirs(os.path.dirname(os.path.abspath(out_png)), exist_ok=True)
     picture.save(out_png, optimize=True)
     return out_png
@@ -43,7 +44,8 @@ def _find(testset: str, sample_id: str) -> Mapping[str, Any]:
     raise KeyError(f"no sample {sample_id} in {testset}")
 
 
-def _draw(testset: str, sample: Mapping[str, Any], rows, show_answer: bool) -> Image.Image:
+def _draw(media: TestSetMedia, sample: Mapping[str, Any], rows,
+          show_answer: bool) -> Image.Image:
     w, h = sample["frames"]["size"]
     thumb = (THUMB_WIDTH, round(THUMB_WIDTH * h / w))
     cell_w, cell_h = thumb[0] + PAD, thumb[1] + LINE + PAD
@@ -62,7 +64,7 @@ def _draw(testset: str, sample: Mapping[str, Any], rows, show_answer: bool) -> I
         for i, (caption, path) in enumerate(cells):
             x = PAD + (i % PER_ROW) * cell_w
             top = y + (i // PER_ROW) * cell_h
-            image = Image.fromarray(load_frame(os.path.join(testset, path))).resize(thumb)
+            image = Image.fromarray(decode_frame(media.read(path))).resize(thumb)
             sheet.paste(image, (x, top + LINE))
             number = caption.split()[-1]
             hit = show_answer and heading == "candidates" and number in answer

@@ -10,7 +10,9 @@ Every sample is read through `viubench.testset.iter_samples` (shape, size and me
 checked) and its answer must earn reward 1.0 through `viubench.rewards` under the chosen policy
 before anything is written: a row whose target the reward cannot give is never exported. Frames
 are referenced, not copied: the rows hold absolute paths into the set's `media/`, so the set
-must stay where it is (and be readable from the training machines).
+must stay where it is (and be readable from the training machines). A set built with
+`--pack N` holds its frames in ZIP packs, which trainers cannot read: its frames are extracted
+into `DIR/media/` and the rows name those files.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from typing import Any, Iterator
 import viubench.rewards as rewards_module
 from viubench.export_rows import ROW_MAKERS, Media, sample_media
 from viubench.rewards import default_core
-from viubench.testset import load_build, iter_samples
+from viubench.testset import MEDIA, TestSetMedia, iter_samples, load_build
 
 FORMATS = tuple(ROW_MAKERS)
 DATA_FILE, CARD_FILE = "train.parquet", "README.md"
@@ -73,11 +75,15 @@ def export_set(testset: str, fmt: str, out: str, policy: str | None = None,
         raise ExportError(f"no export format {fmt!r} (choose {', '.join(FORMATS)})")
     build_record = load_build(testset)
     _check_out(out)
-    rows = list(_rows(testset, fmt, policy, limit))
+    with TestSetMedia(os.path.realpath(testset), extract_to=os.path.abspath(out)) as media:
+        rows = list(_rows(testset, fmt, policy, limit, media))
     if not rows:
         raise ExportError(f"{testset}: no samples to export")
     exported = _summary(os.path.join(out, DATA_FILE), rows)
     exported.warnings = build_warnings(testset, build_record)
+    if media.packed:
+        exported.warnings.append(f"{testset} stores its frames in packs: the rows name copies"
+                                 f" extracted into {os.path.join(out, MEDIA)}")
     os.makedirs(out, exist_ok=True)
     write_parquet([row for row, _, _ in rows], exported.path, images=fmt == "trl")
     _write_text(os.path.join(out, CARD_FILE), dataset_card(fmt, testset, out, exported, model))
@@ -101,18 +107,17 @@ def _check_out(out: str) -> None:
     if os.path.exists(out) and not os.path.isdir(out):
         raise ExportError(f"{out}: exists and is not a folder")
     if os.path.isdir(out):
-        others = sorted(set(os.listdir(out)) - {DATA_FILE, CARD_FILE})
+        others = sorted(set(os.listdir(out)) - {DATA_FILE, CARD_FILE, MEDIA})
         if others:
             raise ExportError(f"{out}: holds other files ({', '.join(others[:3])}); export into"
                               " a new or empty folder")
 
 
-def _rows(testset: str, fmt: str, policy: str | None,
-          limit: int | None) -> Iterator[tuple[dict[str, Any], Media, str]]:
-    root = os.path.realpath(testset)
+def _rows(testset: str, fmt: str, policy: str | None, limit: int | None,
+          media: TestSetMedia) -> Iterator[tuple[dict[str, Any], Media, str]]:
     core = default_core()
     make_row = ROW_MAKERS[fmt]
-    for index, sample in enumerate(iter_samples(testset, limit)):
+    for index, sample in enumerate(iter_samples(testset, limit, media)):
         where = f"{os.path.join(testset, 'samples.jsonl')}:{index + 1}"
         try:
             earned = core.reward(sample["task"], sample["variant"], sample["answer"],
@@ -123,8 +128,8 @@ def _rows(testset: str, fmt: str, policy: str | None,
         if earned != 1.0:
             raise ExportError(f"{where}: the answer {sample['answer'][:80]!r} earns reward"
                               f" {earned:.3g}, not 1, under its task's reward")
-        media = sample_media(sample, root, where)
-        yield (make_row(sample, media, index, policy), media,
+        prompt = sample_media(sample, media.path, where)
+        yield (make_row(sample, prompt, index, policy), prompt,
                f"{sample['task']}:{sample['variant']}")
 
 

@@ -15,14 +15,14 @@
   `reward_policy` columns reach `viubench.rewards.trl_reward`.
 
 Frame paths are absolute paths into the test set's own media (checked by
-`viubench.testset.iter_samples` to lie inside it); nothing is copied.
+`viubench.testset.iter_samples` to lie inside it), or, for a packed set, to the frames
+`viubench.export` extracted.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from viubench.rewards import data_source, easyr1_ground_truth
 from viubench.testset import BadTestSet, SampleRecord
@@ -44,9 +44,10 @@ class Media:
         return [value for kind, value in self.segments if kind == "image"]
 
 
-def sample_media(sample: SampleRecord, root: str, where: str) -> Media:
-    """The prompt of a checked sample with absolute media paths under `root` (the test set's
-    real path). Refuses text holding a placeholder (it would shift every medium after it)."""
+def sample_media(sample: SampleRecord, file_of: Callable[[str], str], where: str) -> Media:
+    """The prompt of a checked sample, each media path turned into an absolute file path by
+    `file_of` (`TestSetMedia.path`). Refuses text holding a placeholder (it would shift every
+    medium after it)."""
     media = Media(pixel_bounds=_pixel_bounds(sample, where))
     for part in sample["prompt"]:
         if part["type"] == "text":
@@ -55,18 +56,19 @@ def sample_media(sample: SampleRecord, root: str, where: str) -> Media:
                 raise BadTestSet(f"{where}: prompt text holds a literal <video> or <image>")
             media.segments.append(("text", text))
         elif part["type"] == "image":
-            media.segments.append(("image", os.path.join(root, part["image"])))
+            media.segments.append(("image", file_of(part["image"])))
         else:
-            media.segments.append(("video", (_frame_paths(part, root, where),
+            media.segments.append(("video", (_frame_paths(part, file_of, where),
                                              _fps(part, where))))
     return media
 
 
-def _frame_paths(part: dict[str, Any], root: str, where: str) -> list[str]:
+def _frame_paths(part: dict[str, Any], file_of: Callable[[str], str],
+                 where: str) -> list[str]:
     frames = part.get("frames")
     if not isinstance(frames, list) or not frames:
         raise BadTestSet(f"{where}: a video part without frames")
-    return [os.path.join(root, rel) for rel in frames]
+    return [file_of(rel) for rel in frames]
 
 
 def _fps(part: dict[str, Any], where: str) -> float:

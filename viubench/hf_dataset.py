@@ -35,7 +35,7 @@ from collections import Counter
 from typing import Any
 
 from .records import canonical_json, write_json
-from .testset import (BUILD, MAX_MEDIA_BYTES, SAMPLES, VIDEOS, SampleRecord, iter_samples,
+from .testset import (BUILD, SAMPLES, VIDEOS, SampleRecord, TestSetMedia, iter_samples,
                       load_build, media_paths)
 
 FORMAT = "viubench-hf"
@@ -140,6 +140,13 @@ def move_into_place(work: str, out: str) -> None:
 
 
 def _write_export(testset: str, work: str, limit: int | None) -> dict[str, Any]:
+    """The export in `work`; media read through `TestSetMedia` (files or packs alike)."""
+    with TestSetMedia(testset) as media:
+        return _write_rows(testset, work, limit, media)
+
+
+def _write_rows(testset: str, work: str, limit: int | None,
+                media: TestSetMedia) -> dict[str, Any]:
     os.makedirs(os.path.join(work, DATA))
     os.makedirs(os.path.join(work, EXTRA))
     for name in (BUILD, VIDEOS):
@@ -149,7 +156,7 @@ def _write_export(testset: str, work: str, limit: int | None) -> dict[str, Any]:
     references = 0
     tasks: Counter = Counter()
     with _ShardWriter(os.path.join(work, DATA), "samples", sample_features()) as writer:
-        for sample in iter_samples(testset, limit):
+        for sample in iter_samples(testset, limit, media):
             record = canonical_json(sample)
             samples_hash.update((record + "\n").encode())
             row = sample_row(sample, record)
@@ -161,7 +168,7 @@ def _write_export(testset: str, work: str, limit: int | None) -> dict[str, Any]:
         raise HfDatasetError(f"{testset}: no samples to export")
     with _ShardWriter(os.path.join(work, DATA), "media", media_features()) as writer:
         for path in paths:
-            data = _read_media(testset, path)
+            data = media.read(path)
             writer.add({"path": path, "image": {"bytes": data, "path": path},
                         "sha256": hashlib.sha256(data).hexdigest()}, len(data))
     count = sum(tasks.values())
@@ -195,12 +202,6 @@ def sample_row(sample: SampleRecord, record: str) -> dict[str, Any]:
 
 def _text(value: Any) -> str | None:
     return value if value is None or isinstance(value, str) else canonical_json(value)
-
-
-def _read_media(testset: str, path: str) -> bytes:
-    """A media file `iter_samples` has checked (regular, inside the set, bounded size)."""
-    with open(os.path.join(testset, path), "rb") as handle:
-        return handle.read(MAX_MEDIA_BYTES + 1)
 
 
 def _split_name(build: dict[str, Any]) -> str:

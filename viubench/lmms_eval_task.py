@@ -14,10 +14,11 @@
 
 Every sample is read through `viubench.testset.iter_samples` (shape, size and media containment
 checked); frames are referenced by absolute path into the set's `media/`, so the set must stay
-where it is. Scores are computed by viubench itself (`process_results` calls
-`viubench.score.reply_outcome`), so lmms-eval reports what `viubench score` reports for the same
-replies; lmms-eval's own stripping of reasoning tags is turned off for these tasks
-(`reasoning_tags: none`) since viubench's parsers read the whole reply.
+where it is (a set built with `--pack N` has its frames extracted into `DIR/media/`). Scores are
+computed by viubench itself (`process_results` calls `viubench.score.reply_outcome`), so
+lmms-eval reports what `viubench score` reports for the same replies; lmms-eval's own stripping
+of reasoning tags is turned off for these tasks (`reasoning_tags: none`) since viubench's
+parsers read the whole reply.
 """
 
 from __future__ import annotations
@@ -26,13 +27,14 @@ import argparse
 import json
 import os
 import re
-from typing import Any, Iterator, Mapping
+import shutil
+from typing import Any, Callable, Iterator, Mapping
 
 from . import __version__
 from .records import write_json
 from .runfolder import testset_fingerprint
 from .runner import GenerationSettings, prompt_item
-from .testset import iter_samples, load_build
+from .testset import MEDIA, TestSetMedia, iter_samples, load_build
 
 PREFIX, GROUP = "viubench", "viubench_all"
 MANIFEST, UTILS, DOCS = "viubench_export.json", "utils.py", "docs"
@@ -82,18 +84,20 @@ def export_lmms_eval(testset: str, out: str, limit: int | None = None) -> dict[s
     if limit is not None and limit < 1:
         raise LmmsExportError(f"--limit {limit}: give a positive number of samples")
     _clear_out(out)
-    root = os.path.abspath(testset)
+    media = TestSetMedia(testset, extract_to=os.path.abspath(out))
     docs: dict[str, list[dict[str, Any]]] = {}
     keys: dict[str, str] = {}
     tokens = GenerationSettings()
     fingerprint = testset_fingerprint(testset)
-    for sample in iter_samples(testset, limit):
-        name = task_name(sample["task"], sample["variant"])
-        key = f"{sample['task']}:{sample['variant']}"
-        if keys.setdefault(name, key) != key:
-            raise LmmsExportError(f"{testset}: {key} and {keys[name]} share the lmms-eval task"
-                                  f" name {name}")
-        docs.setdefault(name, []).append(make_doc(sample, root, fingerprint["hash"], limit))
+    with media:
+        for sample in iter_samples(testset, limit, media):
+            name = task_name(sample["task"], sample["variant"])
+            key = f"{sample['task']}:{sample['variant']}"
+            if keys.setdefault(name, key) != key:
+                raise LmmsExportError(f"{testset}: {key} and {keys[name]} share the lmms-eval"
+                                      f" task name {name}")
+            docs.setdefault(name, []).append(make_doc(sample, media.path, fingerprint["hash"],
+                                                      limit))
     if not docs:
         raise LmmsExportError(f"{testset}: no samples to export")
     os.makedirs(os.path.join(out, DOCS), exist_ok=True)
@@ -109,19 +113,19 @@ def export_lmms_eval(testset: str, out: str, limit: int | None = None) -> dict[s
     manifest = {"format": FORMAT, "tool_version": __version__, "testset": fingerprint,
                 "limit": limit, "group": GROUP, "tasks": keys,
                 "docs": {name: len(task_docs) for name, task_docs in docs.items()},
-                "files": sorted(written)}
+                "files": sorted(written), **({"frames": MEDIA} if media.packed else {})}
     write_json(os.path.join(out, MANIFEST), manifest)
     return manifest
 
 
-def make_doc(sample: Mapping[str, Any], root: str, testset_hash: str,
+def make_doc(sample: Mapping[str, Any], file_of: Callable[[str], str], testset_hash: str,
              limit: int | None) -> dict[str, Any]:
     """One lmms-eval doc: plain strings and numbers only (the json loader keeps them as they
-    are); the prompt parts as a JSON string, media paths made absolute."""
+    are); the prompt parts as a JSON string, media paths made absolute files by `file_of`."""
     try:
-        parts = [prompt_item(part, root) for part in sample["prompt"]]
+        parts = [prompt_item(part, file_of) for part in sample["prompt"]]
     except (KeyError, TypeError, ValueError) as error:
-        raise LmmsExportError(f"{root}: sample {sample['id']}: a malformed prompt part"
+        raise LmmsExportError(f"sample {sample['id']}: a malformed prompt part"
                               f" ({type(error).__name__}: {error})") from None
     return {"sample_id": sample["id"], "task": sample["task"], "variant": sample["variant"],
             "version": str(sample.get("version", "")), "answer": sample["answer"],
@@ -187,6 +191,9 @@ def _clear_out(out: str) -> None:
         path = os.path.join(out, name)
         if os.path.isfile(path) and not os.path.islink(path):
             os.remove(path)
+    frames = os.path.join(out, MEDIA)
+    if _earlier_extracted(out) and os.path.isdir(frames) and not os.path.islink(frames):
+        shutil.rmtree(frames)
     os.remove(os.path.join(out, MANIFEST))
     if os.path.isdir(os.path.join(out, DOCS)) and not os.listdir(os.path.join(out, DOCS)):
         os.rmdir(os.path.join(out, DOCS))
@@ -196,8 +203,8 @@ def _clear_out(out: str) -> None:
                               " new or empty folder")
 
 
-def _earlier_files(out: str) -> Iterator[str]:
-    """The files an earlier lmms-eval export into `out` wrote (named in its manifest)."""
+def _earlier_manifest(out: str) -> dict[str, Any]:
+    """The manifest of an earlier lmms-eval export into `out`."""
     path = os.path.join(out, MANIFEST)
     try:
         with open(path, encoding="utf-8") as handle:
@@ -207,7 +214,18 @@ def _earlier_files(out: str) -> Iterator[str]:
                               " a new or empty folder") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise LmmsExportError(f"{path}: not an lmms-eval export's manifest")
-    files = manifest.get("files")
+    return manifest
+
+
+def _earlier_extracted(out: str) -> bool:
+    """Whether the earlier export extracted a packed set's frames into `out/media`."""
+    return _earlier_manifest(out).get("frames") == MEDIA
+
+
+def _earlier_files(out: str) -> Iterator[str]:
+    """The files an earlier lmms-eval export into `out` wrote (named in its manifest)."""
+    path = os.path.join(out, MANIFEST)
+    files = _earlier_manifest(out).get("files")
     if not isinstance(files, list):
         raise LmmsExportError(f"{path}: not an lmms-eval export's manifest")
     for name in files:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import os
 from concurrent.futures import Executor, Future
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -31,63 +32,79 @@ def encode_jpeg(frame: np.ndarray) -> bytes:
 
 
 def load_frame(path: str) -> np.ndarray:
-    with Image.open(path) as image:
+    with open(path, "rb") as handle:
+        return decode_frame(handle.read())
+
+
+def decode_frame(data: bytes) -> np.ndarray:
+    """A stored frame's pixels from its JPEG bytes."""
+    with Image.open(io.BytesIO(data)) as image:
         return np.asarray(image.convert("RGB"))
 
 
 class MediaStore:
-    """Writes frames under `root/media/<group>/` by content; returns paths relative to `root`.
+    """Takes a video's frames by content; returns their paths relative to the test set.
 
+    With a `root`, frames are written under `root/media/<group>/`; without one (a packed build,
+    `viubench.packs`) they are kept encoded, in order, for the driver to pack (`collected`).
     The group is the source video's content hash, so one video's frames share one folder
     (one directory to create per video, and a listing that tells which video a frame came from).
     With an executor, JPEG encoding and writing run in its threads (both release the GIL);
-    `wait()` must be called before any record that names the files is written.
+    `wait()` must be called before any record that names the frames is written.
     """
 
-    def __init__(self, root: str, executor: Executor | None = None) -> None:
+    def __init__(self, root: str | None, executor: Executor | None = None) -> None:
         self.root = root
         self.executor = executor
         self.folders: set[str] = set()   # folders this store already made (saves a syscall each)
         self.submitted: set[str] = set()
         self.pending: list[Future] = []
+        self.encoded: list[tuple[str, Future | bytes]] = []
 
     @staticmethod
     def relpath(key: str, group: str) -> str:
         return f"media/{group[:16]}/{key}.jpg"
 
     def put(self, frame: np.ndarray, group: str, key: str) -> str:
-        """Write `frame` as `key` (once per store); return its path relative to the root."""
+        """Take `frame` as `key` (once per store); return its path relative to the root."""
         rel = self.relpath(key, group)
-        path = os.path.join(self.root, rel)
         if rel in self.submitted:
             return rel
         self.submitted.add(rel)
+        if self.root is None:
+            self.encoded.append((rel, self._run(encode_jpeg, frame)))
+            return rel
+        path = os.path.join(self.root, rel)
         folder = os.path.dirname(path)
         if folder not in self.folders:
             os.makedirs(folder, exist_ok=True)
             self.folders.add(folder)
-        if self.executor is None:
-            _write_jpeg(frame, path)
-        else:
-            self.pending.append(self.executor.submit(_write_jpeg, frame, path))
+        self.pending.append(self._run(_write_jpeg, frame, path))
         return rel
 
     def wait(self) -> None:
-        """Block until every submitted frame is on disk; re-raises a failed write."""
+        """Block until every submitted frame is on disk (or encoded); re-raises a failure."""
         pending, self.pending = self.pending, []
         for future in pending:
-            future.result()
+            if isinstance(future, Future):
+                future.result()
 
-    def check(self, frame: np.ndarray, group: str, key: str) -> tuple[str, str | None]:
-        """Path the frame should have and a problem with the stored file (None if it is right)."""
-        rel = self.relpath(key, group)
-        path = os.path.join(self.root, rel)
-        if not os.path.exists(path):
-            return rel, f"missing media file {rel}"
-        with open(path, "rb") as handle:
-            if handle.read() != encode_jpeg(frame):
-                return rel, f"media file {rel} does not hold the re-derived frame"
-        return rel, None
+    def collected(self) -> list[tuple[str, bytes]]:
+        """(path, JPEG bytes) of every frame taken without a root, in the order taken."""
+        return [(rel, data.result() if isinstance(data, Future) else data)
+                for rel, data in self.encoded]
+
+    def _run(self, function, *args) -> Future | Any:
+        if self.executor is None:
+            return function(*args)
+        return self.executor.submit(function, *args)
+
+
+def stored_frame_problem(stored: bytes, frame: np.ndarray, rel: str) -> str | None:
+    """Why the stored bytes of media file `rel` are not the frame re-derived for it."""
+    if stored != encode_jpeg(frame):
+        return f"media file {rel} does not hold the re-derived frame"
+    return None
 
 
 def _write_jpeg(frame: np.ndarray, path: str) -> None:

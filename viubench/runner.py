@@ -15,6 +15,7 @@ not answered stays unasked, to be resumed.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import queue
@@ -23,7 +24,7 @@ import time
 import warnings
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping, Protocol
+from typing import Any, Callable, Collection, Iterator, Mapping, Protocol
 
 from .adapters import (Adapter, AdapterAbort, AdapterSpec, PromptItem, Request, Response,
                        batching, failed)
@@ -33,7 +34,7 @@ from .runfolder import (PREDICTIONS, differing_settings, latest, make_header, pr
                         read_run, run_scope, scope_record)
 from .records import append_jsonl, truncate_lines
 from .shards import Shard
-from .testset import SampleRecord, is_training_set, iter_samples
+from .testset import SampleRecord, TestSetMedia, is_training_set, iter_samples
 
 
 @dataclass(frozen=True)
@@ -64,11 +65,11 @@ class RunOptions:
     shard: Shard | None = None        # only this shard of the scope; fixed for the run folder
 
 
-def scope_samples(testset: str, limit: int | None,
-                  shard: Shard | None = None) -> Iterator[SampleRecord]:
+def scope_samples(testset: str, limit: int | None, shard: Shard | None = None,
+                  media: TestSetMedia | None = None) -> Iterator[SampleRecord]:
     """The checked samples a run covers: the first `limit` of the test set, then those of
     `shard` among them (`viubench.shards`)."""
-    samples = iter_samples(testset, limit)
+    samples = iter_samples(testset, limit, media)
     return shard.select(samples) if shard else samples
 
 
@@ -86,29 +87,35 @@ class RunAborted(RuntimeError):
 
 
 def requests_of(testset: str, generation: GenerationSettings, limit: int | None,
-                shard: Shard | None = None) -> Iterator[Request]:
-    """One request per sample in scope, in test-set order, media paths made absolute."""
-    root = os.path.abspath(testset)
-    for record in scope_samples(testset, limit, shard):
-        try:
-            parts = tuple(prompt_item(part, root) for part in record["prompt"])
-        except (KeyError, TypeError, ValueError) as error:
-            raise ValueError(f"{testset}: sample {record.get('id')}: a malformed prompt part"
-                             f" ({type(error).__name__}: {error})") from None
-        yield Request(record["id"], record["task"], record["variant"], parts,
-                      generation.tokens_for(record["task"]), record["frames"],
-                      record.get("system"))
+                shard: Shard | None = None, media: TestSetMedia | None = None,
+                skip: Collection[str] = ()) -> Iterator[Request]:
+    """One request per sample in scope but those in `skip`, in test-set order, media paths as
+    absolute file paths (`TestSetMedia.path`: a packed set's frames are extracted, and those
+    of a `media` made here are removed when the generator ends)."""
+    with contextlib.ExitStack() as stack:
+        media = media or stack.enter_context(TestSetMedia(testset))
+        for record in scope_samples(testset, limit, shard, media):
+            if record["id"] in skip:
+                continue
+            try:
+                parts = tuple(prompt_item(part, media.path) for part in record["prompt"])
+            except (KeyError, TypeError, ValueError) as error:
+                raise ValueError(f"{testset}: sample {record.get('id')}: a malformed prompt"
+                                 f" part ({type(error).__name__}: {error})") from None
+            yield Request(record["id"], record["task"], record["variant"], parts,
+                          generation.tokens_for(record["task"]), record["frames"],
+                          record.get("system"))
 
 
-def prompt_item(part: Mapping[str, Any], root: str) -> PromptItem:
-    """A stored prompt part as the typed part adapters receive, media paths made absolute;
-    ValueError for a part of no known type."""
+def prompt_item(part: Mapping[str, Any], file_of: Callable[[str], str]) -> PromptItem:
+    """A stored prompt part as the typed part adapters receive, each media path turned into
+    a file path by `file_of`; ValueError for a part of no known type."""
     if part["type"] == "text":
         return {"type": "text", "text": str(part["text"])}
     if part["type"] == "image":
-        return {"type": "image", "image": os.path.join(root, str(part["image"]))}
+        return {"type": "image", "image": file_of(str(part["image"]))}
     if part["type"] == "video":
-        return {"type": "video", "frames": [os.path.join(root, str(f)) for f in part["frames"]],
+        return {"type": "video", "frames": [file_of(str(f)) for f in part["frames"]],
                 "fps": float(part["fps"])}
     raise ValueError(f"unknown prompt part type {part['type']!r}")
 
@@ -125,13 +132,14 @@ def run_eval(testset: str, spec: AdapterSpec, adapter: Adapter, rundir: str,
     if is_training_set(testset):
         warnings.warn(f"{testset} was built for training (build.json: purpose training): scores"
                       " on it are not held-out results", stacklevel=2)
-    with exclusive(rundir, "eval"):
-        return _run_locked(testset, spec, adapter, rundir, generation, options, observer)
+    with exclusive(rundir, "eval"), TestSetMedia(testset) as media:
+        return _run_locked(testset, spec, adapter, rundir, generation, options, observer,
+                           media)
 
 
 def _run_locked(testset: str, spec: AdapterSpec, adapter: Adapter, rundir: str,
                 generation: GenerationSettings, options: RunOptions,
-                observer: RunObserver | None) -> dict[str, int]:
+                observer: RunObserver | None, media: TestSetMedia) -> dict[str, int]:
     shard = options.shard.as_json() if options.shard else None
     header = make_header(testset, spec.redacted(), adapter.describe(), generation.as_json(),
                          shard)
@@ -151,9 +159,8 @@ def _run_locked(testset: str, spec: AdapterSpec, adapter: Adapter, rundir: str,
     # prompts of 48 frame paths each. The first pass checks the whole scope (an unsafe record
     # stops the run before anything is sent) and counts what is left to ask.
     remaining = sum(record["id"] not in done
-                    for record in scope_samples(testset, options.limit, options.shard))
-    todo = (r for r in requests_of(testset, generation, options.limit, options.shard)
-            if r.id not in done)
+                    for record in scope_samples(testset, options.limit, options.shard, media))
+    todo = requests_of(testset, generation, options.limit, options.shard, media, skip=done)
     if observer:
         observer.start(remaining, len(done))
     with open(path, "a", encoding="utf-8") as handle:

@@ -2,7 +2,9 @@
 
   samples.jsonl  one record per sample, in video order then selection order
   videos.jsonl   one record per processed video (ok or skipped, counts, reasons, timings)
-  media/         JPEG frames, one folder per source video, each frame written once
+  media/         JPEG frames, one folder per source video, each frame written once; or, for
+                 a build with --pack N, media/packs/: ZIP packs of N videos' frames
+                 (`viubench.packs` owns that format; `TestSetMedia` reads either layout)
   build.json     tool version, build spec, counts, per-variant summary (videos that yielded
                  samples, top skip reasons), skipped videos, timings, status
 
@@ -18,14 +20,18 @@ Only regular files are opened. Nothing a test set names is imported (`viubench.r
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
+import shutil
 import stat
+import tempfile
 from typing import Any, Iterator, TypedDict
 
+from .packs import PACKS, PackError, PackReader
 from .records import file_kind, read_json, read_jsonl
 
-SAMPLES, VIDEOS, BUILD = "samples.jsonl", "videos.jsonl", "build.json"
+SAMPLES, VIDEOS, BUILD, MEDIA = "samples.jsonl", "videos.jsonl", "build.json", "media"
 
 
 class SampleRecord(TypedDict):
@@ -78,26 +84,29 @@ def samples_path(testset: str) -> str:
     return path
 
 
-def iter_samples(testset: str, limit: int | None = None) -> Iterator[SampleRecord]:
-    """Checked sample records in file order; with `limit`, the first `limit` (a run's scope).
+def iter_samples(testset: str, limit: int | None = None,
+                 media: TestSetMedia | None = None) -> Iterator[SampleRecord]:
+    """Checked sample records in file order; with `limit`, the first `limit` (a run's scope);
+    media paths are checked by `media` (default: the set's own `TestSetMedia`).
 
     Raises BadTestSet (one line: file, line, reason) at the first record that is malformed,
     oversized, a duplicate, cut off, or names media outside the folder or not a regular file.
     """
     path = os.path.join(testset, SAMPLES)
-    media = _MediaCheck(testset)
-    first_line: dict[str, int] = {}
-    records = read_jsonl(path, torn_ok=False, max_line=MAX_SAMPLE_BYTES)
-    for number, record in enumerate(itertools.islice(_reported(records), limit), start=1):
-        where = f"{path}:{number}"
-        sample = _checked_record(record, where)
-        if sample["id"] in first_line:
-            raise BadTestSet(f"{where}: sample id {sample['id']} repeats line"
-                             f" {first_line[sample['id']]}")
-        first_line[sample["id"]] = number
-        for rel in media_paths(sample):
-            media.check(rel, where)
-        yield sample
+    with contextlib.ExitStack() as stack:
+        checker = media or stack.enter_context(TestSetMedia(testset))
+        first_line: dict[str, int] = {}
+        records = read_jsonl(path, torn_ok=False, max_line=MAX_SAMPLE_BYTES)
+        for number, record in enumerate(itertools.islice(_reported(records), limit), start=1):
+            where = f"{path}:{number}"
+            sample = _checked_record(record, where)
+            if sample["id"] in first_line:
+                raise BadTestSet(f"{where}: sample id {sample['id']} repeats line"
+                                 f" {first_line[sample['id']]}")
+            first_line[sample["id"]] = number
+            for rel in media_paths(sample):
+                checker.check(rel, where)
+            yield sample
 
 
 def sample_ids(testset: str, limit: int | None = None) -> list[str]:
@@ -149,14 +158,33 @@ def media_paths(sample: SampleRecord) -> Iterator[Any]:
             yield from frames if isinstance(frames, list) else [frames]
 
 
-class _MediaCheck:
-    """Checks media paths against one test-set folder; remembers the folders and files it has
-    passed (frames are shared by many samples of a video)."""
+class TestSetMedia:
+    """The media of one test set in either layout: plain files under media/, or ZIP packs
+    (`viubench.packs`, when media/packs is a folder). `check` refuses a path that is not a
+    plain relative one, leads outside the folder, or names no readable file of bounded size;
+    `read` gives a checked file's bytes; `path` a file path for it (a packed frame is first
+    extracted under `extract_to`, or a temporary folder that `close` removes). Checked paths
+    are remembered (frames are shared by many samples of a video)."""
 
-    def __init__(self, testset: str) -> None:
+    def __init__(self, testset: str, extract_to: str | None = None) -> None:
         self.root = os.path.realpath(testset)
+        self.base = os.path.abspath(testset)
         self.folders: dict[str, bool] = {}
         self.files: set[str] = set()
+        self.packs = _pack_reader(testset)
+        self.extract_to = extract_to
+        self.temporary: str | None = None
+        self.extracted: set[str] = set()
+
+    def __enter__(self) -> "TestSetMedia":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def packed(self) -> bool:
+        return self.packs is not None
 
     def check(self, rel: Any, where: str) -> None:
         if rel in self.files:
@@ -168,6 +196,40 @@ class _MediaCheck:
             self.files.clear()
         self.files.add(rel)
 
+    def read(self, rel: str) -> bytes:
+        """The bytes of media file `rel` (checked first; BadTestSet names the reason)."""
+        self.check(rel, self.base)
+        if self.packs is not None:
+            try:
+                return self.packs.read(rel)
+            except PackError as error:
+                raise BadTestSet(f"{self.base}: media path {rel[:200]!r}: {error}") from None
+        with open(os.path.join(self.root, rel), "rb") as handle:
+            return handle.read()
+
+    def path(self, rel: str) -> str:
+        """A file holding media file `rel`: the test set's own, or a packed frame extracted."""
+        if self.packs is None:
+            return os.path.join(self.base, rel)
+        if self.extract_to is None:
+            self.extract_to = self.temporary = tempfile.mkdtemp(prefix="viubench-frames-")
+        target = os.path.join(self.extract_to, rel)
+        if rel not in self.extracted:
+            data = self.read(rel)
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            with open(target, "wb") as handle:
+                handle.write(data)
+            self.extracted.add(rel)
+        return target
+
+    def close(self) -> None:
+        if self.packs is not None:
+            self.packs.close()
+        if self.temporary:
+            shutil.rmtree(self.temporary, ignore_errors=True)
+            self.temporary = self.extract_to = None
+            self.extracted.clear()
+
     def _problem(self, rel: Any) -> str | None:
         if not isinstance(rel, str) or not rel or "\0" in rel:
             return "not a file name"
@@ -176,6 +238,8 @@ class _MediaCheck:
         parts = rel.replace("\\", "/").split("/")
         if any(part in ("", ".", "..") for part in parts):
             return "not a plain relative path (no '..', '.' or empty parts)"
+        if self.packs is not None:
+            return self.packs.problem(rel)
         path = os.path.join(self.root, rel)
         folder = os.path.dirname(path)
         if folder not in self.folders:
@@ -183,6 +247,21 @@ class _MediaCheck:
         if not self.folders[folder]:
             return "its folder leads outside the test-set folder"
         return _file_problem(path, self.root)
+
+
+def _pack_reader(testset: str) -> PackReader | None:
+    """The reader of a packed test set's frames (None for plain media files)."""
+    folder = os.path.join(testset, PACKS)
+    if os.path.islink(folder) or not os.path.isdir(folder):
+        return None
+    videos = os.path.join(testset, VIDEOS)
+    records = read_jsonl(videos, max_line=MAX_SAMPLE_BYTES) if os.path.exists(videos) else []
+    try:
+        return PackReader(os.path.realpath(testset),
+                          ((f"{videos}:{n}", r) for n, r in enumerate(records, start=1)),
+                          MAX_MEDIA_BYTES)
+    except ValueError as error:
+        raise BadTestSet(str(error)) from None
 
 
 def _file_problem(path: str, root: str) -> str | None:

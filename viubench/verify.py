@@ -10,11 +10,11 @@ from typing import Callable, Sequence
 
 from .build import BuildSpec, Donors
 from .clips import read_clips
-from .media import MediaStore
+from .media import MediaStore, stored_frame_problem
 from .registry import load_tasks, task_of
 from .render import FramePaths, make_record
 from .task import TaskSkip
-from .testset import BadTestSet, SampleRecord, iter_samples, load_build
+from .testset import BadTestSet, SampleRecord, TestSetMedia, iter_samples, load_build
 from .video import VideoError
 
 
@@ -42,21 +42,21 @@ def verify(testset: str, videos: str | None = None,
     build = load_build(testset)
     spec = _recorded_spec(testset, build["spec"], videos)
     tasks = load_tasks(task_modules)
-    store = MediaStore(testset)
     result = Verification()
     seen_ids: set[str] = set()
     paths: set[str] = set()
-    for path, group in itertools.groupby(iter_samples(testset), key=lambda r: r["video"]["path"]):
-        # a recipe build deals a video again in a later round: count each video once
-        paths.add(path)
-        result.videos = len(paths)
-        records = list(group)
-        problems = _verify_video(spec, tasks, store, path, records, seen_ids)
-        result.problems += problems
-        result.checked += len(records)
-        if on_sample:
-            for _ in records:
-                on_sample()
+    with TestSetMedia(testset) as media:
+        samples = iter_samples(testset, media=media)
+        for path, group in itertools.groupby(samples, key=lambda r: r["video"]["path"]):
+            # a recipe build deals a video again in a later round: count each video once
+            paths.add(path)
+            result.videos = len(paths)
+            records = list(group)
+            result.problems += _verify_video(spec, tasks, media, path, records, seen_ids)
+            result.checked += len(records)
+            if on_sample:
+                for _ in records:
+                    on_sample()
     return result
 
 
@@ -70,7 +70,7 @@ def _recorded_spec(testset: str, recorded: dict, videos: str | None) -> BuildSpe
                          f" ({type(error).__name__}: {error})") from None
 
 
-def _verify_video(spec: BuildSpec, tasks, store: MediaStore, path: str,
+def _verify_video(spec: BuildSpec, tasks, media: TestSetMedia, path: str,
                   records: list[SampleRecord], seen_ids: set[str]) -> list[str]:
     problems: list[str] = []
     by_backend = {r["frames"]["backend"] for r in records}
@@ -95,7 +95,7 @@ def _verify_video(spec: BuildSpec, tasks, store: MediaStore, path: str,
             problems.append(f"{label}: the source video's content changed")
             continue
         media_problems: list[str] = []
-        paths = FramePaths(clip, functools.partial(_checked, store, problems=media_problems))
+        paths = FramePaths(clip, functools.partial(_checked, media, problems=media_problems))
         donors = Donors(spec, spec.protocol(task), [])
         try:
             again = make_record(task, record["variant"], clip, record["draws"], record["seed"],
@@ -110,8 +110,13 @@ def _verify_video(spec: BuildSpec, tasks, store: MediaStore, path: str,
     return problems
 
 
-def _checked(store: MediaStore, frame, group: str, key: str, problems: list[str]) -> str:
-    rel, problem = store.check(frame, group, key)
+def _checked(media: TestSetMedia, frame, group: str, key: str, problems: list[str]) -> str:
+    """The re-derived frame's media path; a problem if the stored file is not that frame."""
+    rel = MediaStore.relpath(key, group)
+    try:
+        problem = stored_frame_problem(media.read(rel), frame, rel)
+    except (BadTestSet, OSError) as error:
+        problem = f"media file {rel} cannot be read: {error}"
     if problem:
         problems.append(problem)
     return rel
