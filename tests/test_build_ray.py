@@ -24,11 +24,15 @@ from viubench.verify import verify
 
 ray = pytest.importorskip("ray", reason="the Ray executor's tests need ray (the ray extra)")
 # Ray 2.60's servers (GCS, raylet, workers) listen on every interface whatever node address it
-# is given, and test servers here bind 127.0.0.1 only: the cluster starts only where asked.
+# is given, and test servers here bind 127.0.0.1 only: the cluster starts only where asked, in a
+# network namespace whose only interface is loopback. .ci/run does so; by hand (Linux):
+#   VIUBENCH_TEST_RAY=1 unshare --map-root-user --net --pid --fork --mount-proc --kill-child \
+#     sh -c 'ip link set lo up && .venv/bin/python -m pytest -q tests/test_build_ray.py'
 OPT_IN = "VIUBENCH_TEST_RAY"
 pytestmark = pytest.mark.skipif(
     os.environ.get(OPT_IN) != "1",
-    reason=f"a local Ray cluster listens on all interfaces; set {OPT_IN}=1 to run these tests")
+    reason=f"a local Ray cluster listens on all interfaces: {OPT_IN}=1 runs these tests, in a "
+           "loopback-only network namespace (the command is in this file; .ci/run does it)")
 
 from viubench.build_ray import RayBuildError, run_job  # noqa: E402  (needs ray only to run)
 
