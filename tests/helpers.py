@@ -9,10 +9,10 @@ import sys
 TESTS = os.path.dirname(os.path.abspath(__file__))
 
 
-def viubench(*args: str, env_path: str | None = None,
-             timeout: float = 600) -> subprocess.CompletedProcess:
-    """`python -m viubench.cli ARGS` with `env_path` prepended to PYTHONPATH."""
-    env = dict(os.environ)
+def viubench(*args: str, env_path: str | None = None, timeout: float = 600,
+             env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """`python -m viubench.cli ARGS` with `env_path` prepended to PYTHONPATH and `env` set."""
+    env = dict(os.environ, **(env or {}))
     if env_path:
         env["PYTHONPATH"] = env_path + os.pathsep + env.get("PYTHONPATH", "")
     return subprocess.run([sys.executable, "-m", "viubench.cli", *args], capture_output=True,

@@ -9,7 +9,7 @@ from typing import Any, Mapping
 from PIL import Image, ImageDraw, ImageFont
 
 from .media import decode_frame
-from .testset import TestSetMedia, iter_samples
+from .testset import SetMedia, iter_samples
 
 THUMB_WIDTH, PER_ROW, PAD, LINE = 136, 8, 6, 14
 
@@ -30,7 +30,7 @@ def contact_sheet(testset: str, sample_id: str, out_png: str, show_answer: bool 
             label = part["text"].rstrip(":") if len(part["text"]) < 24 else ""
     if images:
         rows.append(("candidates", images))
-    with TestSetMedia(testset) as media:
+    with SetMedia(testset) as media:
         picture = _draw(media, sample, rows, show_answer)
     os.makedirs(os.path.dirname(os.path.abspath(out_png)), exist_ok=True)
     picture.save(out_png, optimize=True)
@@ -44,7 +44,7 @@ def _find(testset: str, sample_id: str) -> Mapping[str, Any]:
     raise KeyError(f"no sample {sample_id} in {testset}")
 
 
-def _draw(media: TestSetMedia, sample: Mapping[str, Any], rows,
+def _draw(media: SetMedia, sample: Mapping[str, Any], rows,
           show_answer: bool) -> Image.Image:
     w, h = sample["frames"]["size"]
     thumb = (THUMB_WIDTH, round(THUMB_WIDTH * h / w))

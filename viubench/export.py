@@ -28,7 +28,7 @@ from typing import Any, Iterator
 import viubench.rewards as rewards_module
 from viubench.export_rows import ROW_MAKERS, Media, sample_media
 from viubench.rewards import default_core
-from viubench.testset import MEDIA, TestSetMedia, iter_samples, load_build
+from viubench.testset import MEDIA, SetMedia, iter_samples, load_build
 
 FORMATS = tuple(ROW_MAKERS)
 DATA_FILE, CARD_FILE = "train.parquet", "README.md"
@@ -75,7 +75,7 @@ def export_set(testset: str, fmt: str, out: str, policy: str | None = None,
         raise ExportError(f"no export format {fmt!r} (choose {', '.join(FORMATS)})")
     build_record = load_build(testset)
     _check_out(out)
-    with TestSetMedia(os.path.realpath(testset), extract_to=os.path.abspath(out)) as media:
+    with SetMedia(os.path.realpath(testset), extract_to=os.path.abspath(out)) as media:
         rows = list(_rows(testset, fmt, policy, limit, media))
     if not rows:
         raise ExportError(f"{testset}: no samples to export")
@@ -114,7 +114,7 @@ def _check_out(out: str) -> None:
 
 
 def _rows(testset: str, fmt: str, policy: str | None, limit: int | None,
-          media: TestSetMedia) -> Iterator[tuple[dict[str, Any], Media, str]]:
+          media: SetMedia) -> Iterator[tuple[dict[str, Any], Media, str]]:
     core = default_core()
     make_row = ROW_MAKERS[fmt]
     for index, sample in enumerate(iter_samples(testset, limit, media)):

@@ -46,7 +46,7 @@ class Media:
 
 def sample_media(sample: SampleRecord, file_of: Callable[[str], str], where: str) -> Media:
     """The prompt of a checked sample, each media path turned into an absolute file path by
-    `file_of` (`TestSetMedia.path`). Refuses text holding a placeholder (it would shift every
+    `file_of` (`SetMedia.path`). Refuses text holding a placeholder (it would shift every
     medium after it)."""
     media = Media(pixel_bounds=_pixel_bounds(sample, where))
     for part in sample["prompt"]:

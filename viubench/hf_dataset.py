@@ -35,7 +35,7 @@ from collections import Counter
 from typing import Any
 
 from .records import canonical_json, write_json
-from .testset import (BUILD, SAMPLES, VIDEOS, SampleRecord, TestSetMedia, iter_samples,
+from .testset import (BUILD, SAMPLES, VIDEOS, SampleRecord, SetMedia, iter_samples,
                       load_build, media_paths)
 
 FORMAT = "viubench-hf"
@@ -140,13 +140,13 @@ def move_into_place(work: str, out: str) -> None:
 
 
 def _write_export(testset: str, work: str, limit: int | None) -> dict[str, Any]:
-    """The export in `work`; media read through `TestSetMedia` (files or packs alike)."""
-    with TestSetMedia(testset) as media:
+    """The export in `work`; media read through `SetMedia` (files or packs alike)."""
+    with SetMedia(testset) as media:
         return _write_rows(testset, work, limit, media)
 
 
 def _write_rows(testset: str, work: str, limit: int | None,
-                media: TestSetMedia) -> dict[str, Any]:
+                media: SetMedia) -> dict[str, Any]:
     os.makedirs(os.path.join(work, DATA))
     os.makedirs(os.path.join(work, EXTRA))
     for name in (BUILD, VIDEOS):

@@ -34,7 +34,7 @@ from . import __version__
 from .records import write_json
 from .runfolder import testset_fingerprint
 from .runner import GenerationSettings, prompt_item
-from .testset import MEDIA, TestSetMedia, iter_samples, load_build
+from .testset import MEDIA, BadTestSet, SetMedia, iter_samples, load_build
 
 PREFIX, GROUP = "viubench", "viubench_all"
 MANIFEST, UTILS, DOCS = "viubench_export.json", "utils.py", "docs"
@@ -84,7 +84,7 @@ def export_lmms_eval(testset: str, out: str, limit: int | None = None) -> dict[s
     if limit is not None and limit < 1:
         raise LmmsExportError(f"--limit {limit}: give a positive number of samples")
     _clear_out(out)
-    media = TestSetMedia(testset, extract_to=os.path.abspath(out))
+    media = SetMedia(testset, extract_to=os.path.abspath(out))
     docs: dict[str, list[dict[str, Any]]] = {}
     keys: dict[str, str] = {}
     tokens = GenerationSettings()
@@ -124,6 +124,8 @@ def make_doc(sample: Mapping[str, Any], file_of: Callable[[str], str], testset_h
     are); the prompt parts as a JSON string, media paths made absolute files by `file_of`."""
     try:
         parts = [prompt_item(part, file_of) for part in sample["prompt"]]
+    except BadTestSet:      # a media file that cannot be read says so itself
+        raise
     except (KeyError, TypeError, ValueError) as error:
         raise LmmsExportError(f"sample {sample['id']}: a malformed prompt part"
                               f" ({type(error).__name__}: {error})") from None

@@ -193,7 +193,7 @@ class PackReader:
             try:
                 return pack.read(info)
             except (OSError, zipfile.BadZipFile, ValueError) as error:
-                raise PackError(f"{pack.filename}: member {rel}: {error}") from None
+                raise PackError(f"{pack.filename}: {error}") from None
 
     def close(self) -> None:
         for pack in self.opened.values():

@@ -34,7 +34,7 @@ from .runfolder import (PREDICTIONS, differing_settings, latest, make_header, pr
                         read_run, run_scope, scope_record)
 from .records import append_jsonl, truncate_lines
 from .shards import Shard
-from .testset import SampleRecord, TestSetMedia, is_training_set, iter_samples
+from .testset import BadTestSet, SampleRecord, SetMedia, is_training_set, iter_samples
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ class RunOptions:
 
 
 def scope_samples(testset: str, limit: int | None, shard: Shard | None = None,
-                  media: TestSetMedia | None = None) -> Iterator[SampleRecord]:
+                  media: SetMedia | None = None) -> Iterator[SampleRecord]:
     """The checked samples a run covers: the first `limit` of the test set, then those of
     `shard` among them (`viubench.shards`)."""
     samples = iter_samples(testset, limit, media)
@@ -87,18 +87,20 @@ class RunAborted(RuntimeError):
 
 
 def requests_of(testset: str, generation: GenerationSettings, limit: int | None,
-                shard: Shard | None = None, media: TestSetMedia | None = None,
+                shard: Shard | None = None, media: SetMedia | None = None,
                 skip: Collection[str] = ()) -> Iterator[Request]:
     """One request per sample in scope but those in `skip`, in test-set order, media paths as
-    absolute file paths (`TestSetMedia.path`: a packed set's frames are extracted, and those
+    absolute file paths (`SetMedia.path`: a packed set's frames are extracted, and those
     of a `media` made here are removed when the generator ends)."""
     with contextlib.ExitStack() as stack:
-        media = media or stack.enter_context(TestSetMedia(testset))
+        media = media or stack.enter_context(SetMedia(testset))
         for record in scope_samples(testset, limit, shard, media):
             if record["id"] in skip:
                 continue
             try:
                 parts = tuple(prompt_item(part, media.path) for part in record["prompt"])
+            except BadTestSet:      # a media file that cannot be read says so itself
+                raise
             except (KeyError, TypeError, ValueError) as error:
                 raise ValueError(f"{testset}: sample {record.get('id')}: a malformed prompt"
                                  f" part ({type(error).__name__}: {error})") from None
@@ -132,14 +134,14 @@ def run_eval(testset: str, spec: AdapterSpec, adapter: Adapter, rundir: str,
     if is_training_set(testset):
         warnings.warn(f"{testset} was built for training (build.json: purpose training): scores"
                       " on it are not held-out results", stacklevel=2)
-    with exclusive(rundir, "eval"), TestSetMedia(testset) as media:
+    with exclusive(rundir, "eval"), SetMedia(testset) as media:
         return _run_locked(testset, spec, adapter, rundir, generation, options, observer,
                            media)
 
 
 def _run_locked(testset: str, spec: AdapterSpec, adapter: Adapter, rundir: str,
                 generation: GenerationSettings, options: RunOptions,
-                observer: RunObserver | None, media: TestSetMedia) -> dict[str, int]:
+                observer: RunObserver | None, media: SetMedia) -> dict[str, int]:
     shard = options.shard.as_json() if options.shard else None
     header = make_header(testset, spec.redacted(), adapter.describe(), generation.as_json(),
                          shard)

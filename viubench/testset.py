@@ -4,7 +4,7 @@
   videos.jsonl   one record per processed video (ok or skipped, counts, reasons, timings)
   media/         JPEG frames, one folder per source video, each frame written once; or, for
                  a build with --pack N, media/packs/: ZIP packs of N videos' frames
-                 (`viubench.packs` owns that format; `TestSetMedia` reads either layout)
+                 (`viubench.packs` owns that format; `SetMedia` reads either layout)
   build.json     tool version, build spec, counts, per-variant summary (videos that yielded
                  samples, top skip reasons), skipped videos, timings, status
 
@@ -85,16 +85,16 @@ def samples_path(testset: str) -> str:
 
 
 def iter_samples(testset: str, limit: int | None = None,
-                 media: TestSetMedia | None = None) -> Iterator[SampleRecord]:
+                 media: SetMedia | None = None) -> Iterator[SampleRecord]:
     """Checked sample records in file order; with `limit`, the first `limit` (a run's scope);
-    media paths are checked by `media` (default: the set's own `TestSetMedia`).
+    media paths are checked by `media` (default: the set's own `SetMedia`).
 
     Raises BadTestSet (one line: file, line, reason) at the first record that is malformed,
     oversized, a duplicate, cut off, or names media outside the folder or not a regular file.
     """
     path = os.path.join(testset, SAMPLES)
     with contextlib.ExitStack() as stack:
-        checker = media or stack.enter_context(TestSetMedia(testset))
+        checker = media or stack.enter_context(SetMedia(testset))
         first_line: dict[str, int] = {}
         records = read_jsonl(path, torn_ok=False, max_line=MAX_SAMPLE_BYTES)
         for number, record in enumerate(itertools.islice(_reported(records), limit), start=1):
@@ -158,7 +158,7 @@ def media_paths(sample: SampleRecord) -> Iterator[Any]:
             yield from frames if isinstance(frames, list) else [frames]
 
 
-class TestSetMedia:
+class SetMedia:
     """The media of one test set in either layout: plain files under media/, or ZIP packs
     (`viubench.packs`, when media/packs is a folder). `check` refuses a path that is not a
     plain relative one, leads outside the folder, or names no readable file of bounded size;
@@ -176,7 +176,7 @@ class TestSetMedia:
         self.temporary: str | None = None
         self.extracted: set[str] = set()
 
-    def __enter__(self) -> "TestSetMedia":
+    def __enter__(self) -> "SetMedia":
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -202,8 +202,8 @@ class TestSetMedia:
         if self.packs is not None:
             try:
                 return self.packs.read(rel)
-            except PackError as error:
-                raise BadTestSet(f"{self.base}: media path {rel[:200]!r}: {error}") from None
+            except PackError as error:    # names the pack and the member
+                raise BadTestSet(str(error)) from None
         with open(os.path.join(self.root, rel), "rb") as handle:
             return handle.read()
 

@@ -14,7 +14,7 @@ from .media import MediaStore, stored_frame_problem
 from .registry import load_tasks, task_of
 from .render import FramePaths, make_record
 from .task import TaskSkip
-from .testset import BadTestSet, SampleRecord, TestSetMedia, iter_samples, load_build
+from .testset import BadTestSet, SampleRecord, SetMedia, iter_samples, load_build
 from .video import VideoError
 
 
@@ -45,7 +45,7 @@ def verify(testset: str, videos: str | None = None,
     result = Verification()
     seen_ids: set[str] = set()
     paths: set[str] = set()
-    with TestSetMedia(testset) as media:
+    with SetMedia(testset) as media:
         samples = iter_samples(testset, media=media)
         for path, group in itertools.groupby(samples, key=lambda r: r["video"]["path"]):
             # a recipe build deals a video again in a later round: count each video once
@@ -70,7 +70,7 @@ def _recorded_spec(testset: str, recorded: dict, videos: str | None) -> BuildSpe
                          f" ({type(error).__name__}: {error})") from None
 
 
-def _verify_video(spec: BuildSpec, tasks, media: TestSetMedia, path: str,
+def _verify_video(spec: BuildSpec, tasks, media: SetMedia, path: str,
                   records: list[SampleRecord], seen_ids: set[str]) -> list[str]:
     problems: list[str] = []
     by_backend = {r["frames"]["backend"] for r in records}
@@ -110,7 +110,7 @@ def _verify_video(spec: BuildSpec, tasks, media: TestSetMedia, path: str,
     return problems
 
 
-def _checked(media: TestSetMedia, frame, group: str, key: str, problems: list[str]) -> str:
+def _checked(media: SetMedia, frame, group: str, key: str, problems: list[str]) -> str:
     """The re-derived frame's media path; a problem if the stored file is not that frame."""
     rel = MediaStore.relpath(key, group)
     try:
