@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 
@@ -17,6 +18,20 @@ def viubench(*args: str, env_path: str | None = None, timeout: float = 600,
         env["PYTHONPATH"] = env_path + os.pathsep + env.get("PYTHONPATH", "")
     return subprocess.run([sys.executable, "-m", "viubench.cli", *args], capture_output=True,
                           text=True, env=env, timeout=timeout)
+
+
+def recipe_args(real_videos: str, videos) -> list[str]:
+    """`build` arguments of a quota build over the real clips (linked into the new folder
+    `videos`), a copy of one (a duplicate, skipped) and a file that is no video: what those two
+    are dealt in round 1 is dealt again in round 2."""
+    os.makedirs(videos)
+    for name in os.listdir(real_videos):
+        os.symlink(os.path.join(real_videos, name), os.path.join(videos, name))
+    shutil.copy(os.path.join(real_videos, "bikes.mp4"), os.path.join(videos, "bikes_copy.mp4"))
+    with open(os.path.join(videos, "broken.mp4"), "wb") as handle:
+        handle.write(b"not a video")
+    return ["build", "--videos", str(videos), "--recipe", "videossr30k", "--samples", "24",
+            "--for-training"]
 
 
 def fake_distribution(site: str, name: str, entry_points: str) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -16,6 +15,7 @@ from unittest import mock
 import pytest
 from user_task import PlaybackDirection
 
+from helpers import recipe_args
 from viubench.build import BuildSpec, Job, build
 from viubench.cli import main
 from viubench.registry import load_tasks, select
@@ -28,11 +28,11 @@ ray = pytest.importorskip("ray", reason="the Ray executor's tests need ray (the 
 # network namespace whose only interface is loopback. .ci/run does so; by hand (Linux):
 #   VIUBENCH_TEST_RAY=1 unshare --map-root-user --net --pid --fork --mount-proc --kill-child \
 #     sh -c 'ip link set lo up && .venv/bin/python -m pytest -q tests/test_build_ray.py'
+# The tests that need no cluster run everywhere ray is installed.
 OPT_IN = "VIUBENCH_TEST_RAY"
-pytestmark = pytest.mark.skipif(
-    os.environ.get(OPT_IN) != "1",
-    reason=f"a local Ray cluster listens on all interfaces: {OPT_IN}=1 runs these tests, in a "
-           "loopback-only network namespace (the command is in this file; .ci/run does it)")
+NO_CLUSTER = (f"a local Ray cluster listens on all interfaces: {OPT_IN}=1 runs the tests that"
+              " start one, in a loopback-only network namespace (the command is in this file;"
+              " .ci/run does it)")
 
 from viubench.build_ray import RayBuildError, run_job  # noqa: E402  (needs ray only to run)
 
@@ -68,6 +68,8 @@ def crashes(tmp_path_factory) -> str:
 def ray_cluster(crashes):
     """The address of a local Ray cluster whose workers import the tests' task modules, hang
     in `stall_task` on STALLED and crash once per video in `CrashingDirection`."""
+    if os.environ.get(OPT_IN) != "1":
+        pytest.skip(NO_CLUSTER)
     env = {"RAY_USAGE_STATS_ENABLED": "0", CRASH_DIR: crashes,
            "PYTHONPATH": TESTS + os.pathsep + os.environ.get("PYTHONPATH", ""),
            "VIUBENCH_TEST_STALL_VIDEO": STALLED}
@@ -107,22 +109,25 @@ def test_ray_build_is_the_local_build(ray_cluster, real_videos, viubench_testset
 
 
 def test_ray_recipe_build_with_top_up_rounds(ray_cluster, real_videos, tmp_path):
-    """A quota build through the CLI over the real clips, a copy of one (a duplicate, skipped)
-    and a file that is no video: what those two were dealt is dealt again in a second round,
-    planned from the first round's records."""
-    videos = tmp_path / "videos"
-    videos.mkdir()
-    for name in os.listdir(real_videos):
-        os.symlink(os.path.join(real_videos, name), videos / name)
-    shutil.copy(os.path.join(real_videos, "bikes.mp4"), videos / "bikes_copy.mp4")
-    (videos / "broken.mp4").write_bytes(b"not a video")
-    args = ["build", "--videos", str(videos), "--recipe", "videossr30k", "--samples", "24",
-            "--for-training"]
+    """The quota build through the CLI, each round planned from the earlier rounds' records."""
+    args = recipe_args(real_videos, tmp_path / "videos")
     local, on_ray = str(tmp_path / "local"), str(tmp_path / "ray")
     assert main([*args, "--out", local, "--workers", "1"]) == 0
     assert main([*args, "--out", on_ray, "--executor", "ray", "--address", ray_cluster]) == 0
     assert contents(on_ray) == contents(local)
     assert max(record.get("round", 0) for record in contents(local)[1]) >= 2
+
+
+def test_ray_packed_build_is_the_local_packed_build(ray_cluster, real_videos, tmp_path):
+    """--pack 2: the frames come back from the Ray tasks and the driver packs them; the packs
+    are the local packed build's bytes, round 2's frames in packs of their own."""
+    args = [*recipe_args(real_videos, tmp_path / "videos"), "--pack", "2"]
+    local, on_ray = str(tmp_path / "local"), str(tmp_path / "ray")
+    assert main([*args, "--out", local, "--workers", "2"]) == 0
+    assert main([*args, "--out", on_ray, "--executor", "ray", "--address", ray_cluster]) == 0
+    assert contents(on_ray) == contents(local)
+    assert any(name.endswith(".zip") for name in contents(local)[2])
+    assert verify(on_ray).ok
 
 
 def test_failed_video_is_a_skip_and_a_lost_worker_is_retried(ray_cluster, crashes,

@@ -17,8 +17,9 @@ import zipfile
 
 import pytest
 
-from helpers import viubench
+from helpers import recipe_args, viubench
 from viubench.build import BuildSpec, build
+from viubench.cli import main
 from viubench.contact_sheet import contact_sheet
 from viubench.packs import FIXED_TIME, MANIFEST, PACKS
 from viubench.records import file_hash
@@ -143,6 +144,21 @@ def test_exports_of_a_packed_set_carry_the_same_frames(sets, tmp_path):
     imported = str(tmp_path / "imported")
     assert read_bytes(os.path.join(imported, SAMPLES)) == read_bytes(os.path.join(plain, SAMPLES))
     assert stored_files(imported) == stored_files(plain)       # back as one file per frame
+
+
+def test_a_recipe_build_with_top_up_rounds_packs_like_plain(real_videos, tmp_path):
+    """Round 2 deals more samples to videos packed in round 1: their new frames go in packs of
+    their own, and every frame still reads back as in the plain build."""
+    args = recipe_args(real_videos, tmp_path / "videos")
+    plain, packed = str(tmp_path / "plain"), str(tmp_path / "packed")
+    assert main([*args, "--out", plain, "--workers", "1"]) == 0
+    assert main([*args, "--out", packed, "--workers", "2", "--pack", "2"]) == 0
+    assert read_bytes(os.path.join(plain, SAMPLES)) == read_bytes(os.path.join(packed, SAMPLES))
+    assert all_media(packed) == all_media(plain)
+    records = contents(packed)[1]
+    assert max(record.get("round", 0) for record in records) >= 2
+    assert len({record["pack"] for record in records if record.get("round") == 2}) >= 1
+    assert verify(packed).ok
 
 
 def contents(testset: str) -> tuple[bytes, list[dict], dict[str, str]]:
