@@ -4,16 +4,18 @@
 * with `--ray`: the Ray executor against the local one (its overhead; a local cluster started
   once before, its start time printed apart);
 * PyAV decode of the same frames alone against the whole build;
-* files and bytes the plain layout creates per video;
+* the packed layout (`--pack N`) against the plain one: build time, files and bytes per video,
+  and the time to read every frame the samples name back through `testset.SetMedia`;
 * a projection to 30,000 videos from those per-video costs (a projection, not a measurement).
 
-Usage: `.venv/bin/python bench/scale.py [--videos N] [--ray]` (default: 20 of the 50 cached
-distinct videos of `bench/_videos.py`, the `viubench` suite).
+Usage: `.venv/bin/python bench/scale.py [--videos N] [--pack N] [--ray]` (default: 20 of the 50
+cached distinct videos of `bench/_videos.py`, the `viubench` suite, 10 videos a pack).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import shutil
 import sys
@@ -27,6 +29,7 @@ import _videos  # noqa: E402
 from build_speed import decode_pyav, viubench_spec  # noqa: E402
 
 from viubench.build import build  # noqa: E402
+from viubench.testset import SetMedia, iter_samples, media_paths  # noqa: E402
 
 PROJECTED_VIDEOS = 30_000
 
@@ -77,29 +80,45 @@ def ray_seconds(videos: str, scratch: str) -> tuple[float, float, str]:
     return start, seconds, out
 
 
+def same_samples(a: str, b: str) -> bool:
+    with open(os.path.join(a, "samples.jsonl"), "rb") as one, \
+            open(os.path.join(b, "samples.jsonl"), "rb") as two:
+        return one.read() == two.read()
+
+
 def same_bytes(a: str, b: str) -> bool:
-    for name in ("samples.jsonl",):
-        with open(os.path.join(a, name), "rb") as one, open(os.path.join(b, name), "rb") as two:
-            if one.read() != two.read():
-                return False
-    return layout(a) == layout(b)
+    return same_samples(a, b) and layout(a) == layout(b)
+
+
+def read_back(testset: str) -> tuple[float, int, str]:
+    """(seconds, frames, digest): every frame the samples name, read as eval's checks do."""
+    started = time.perf_counter()
+    digest = hashlib.blake2b(digest_size=16)
+    frames = 0
+    with SetMedia(testset) as media:
+        for sample in iter_samples(testset, media=media):
+            for rel in media_paths(sample):
+                digest.update(media.read(rel))
+                frames += 1
+    return time.perf_counter() - started, frames, digest.hexdigest()
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--videos", type=int, default=20, help="how many cached videos")
+    parser.add_argument("--pack", type=int, default=10, help="videos a pack (packed layout)")
     parser.add_argument("--ray", action="store_true", help="also time the Ray executor")
     args = parser.parse_args(argv)
     scratch = tempfile.mkdtemp(prefix="viubench-scale-")
     try:
         videos = subset(_videos.many_videos(), args.videos, os.path.join(scratch, "videos"))
-        report(videos, scratch, args.ray)
+        report(videos, scratch, args.ray, args.pack)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return 0
 
 
-def report(videos: str, scratch: str, with_ray: bool) -> None:
+def report(videos: str, scratch: str, with_ray: bool, pack: int) -> None:
     count = len(os.listdir(videos))
     print(f"viubench scale  ({count} videos, viubench suite, {os.cpu_count()} CPUs)\n")
     timed(videos, scratch, "warm-up", workers=2)   # imports, task tables, file cache: untimed
@@ -115,15 +134,27 @@ def report(videos: str, scratch: str, with_ray: bool) -> None:
         print(f"Ray cluster start      {start:7.2f} s   (apart from the build)")
         print(f"build, Ray executor    {ray_build:7.2f} s   Ray / local 2 workers"
               f" {ray_build / two:.2f}x   identical: {same_bytes(out_ray, out2)}")
-    files, size = layout(out1)
+    packed_seconds, _, packed = timed(videos, scratch, "packed", workers=2, pack=pack)
+    print(f"build, 2 workers, packs of {pack:<3} {packed_seconds:5.2f} s   packed / plain"
+          f" {packed_seconds / two:.2f}x   same samples: {same_samples(packed, out2)}")
     ok = summary["videos"]["ok"]
-    print(f"\nplain layout: {files / ok:.0f} files and {size / ok / 1e6:.2f} MB per video,"
-          f" {summary['samples'] / ok:.0f} samples per video")
+    layouts = {"plain": (out2, layout(out2)), f"packed ({pack} a pack)": (packed, layout(packed))}
+    reads = {}
+    print()
+    for name, (out, (files, size)) in layouts.items():
+        seconds, frames, digest = reads[name] = read_back(out)
+        print(f"{name:<20} {files / ok:8.2f} files and {size / ok / 1e6:.2f} MB per video;"
+              f" reading back {frames} frames {seconds:.2f} s")
+    same = len({digest for _, _, digest in reads.values()}) == 1
+    first, second = reads.values()
+    print(f"read back packed / plain {second[0] / first[0]:.2f}x   same bytes: {same}"
+          f"   ({summary['samples'] / ok:.0f} samples per video)")
     per_video = two / ok
     print(f"\nprojection to {PROJECTED_VIDEOS:,} videos (from the per-video costs above, not"
           " measured):")
-    print(f"  {PROJECTED_VIDEOS * files / ok / 1e6:.1f} million files,"
-          f" {PROJECTED_VIDEOS * size / ok / 1e9:.0f} GB of frames")
+    for name, (_, (files, size)) in layouts.items():
+        print(f"  {name}: {PROJECTED_VIDEOS * files / ok:,.0f} files,"
+              f" {PROJECTED_VIDEOS * size / ok / 1e9:.0f} GB of frames")
     print(f"  {PROJECTED_VIDEOS * per_video / 3600:.1f} h on this machine with 2 workers;"
           f" {PROJECTED_VIDEOS * per_video * 2 / 64 / 3600:.2f} h on 64 such cores if the"
           " build scales linearly")
