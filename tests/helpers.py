@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
+from typing import Callable
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
 
@@ -18,6 +21,30 @@ def viubench(*args: str, env_path: str | None = None, timeout: float = 600,
         env["PYTHONPATH"] = env_path + os.pathsep + env.get("PYTHONPATH", "")
     return subprocess.run([sys.executable, "-m", "viubench.cli", *args], capture_output=True,
                           text=True, env=env, timeout=timeout)
+
+
+def kill_when(process: subprocess.Popen, ready: Callable[[], bool], what: str) -> None:
+    """SIGKILL `process` as soon as `ready()` holds (polled); fails if the process ends first.
+    The 5-minute limit is a net against a hang, not a timing assumption."""
+    safety = time.monotonic() + 300
+    try:
+        while not ready():
+            assert process.poll() is None, f"the process ended before {what}"
+            assert time.monotonic() < safety, f"no {what} in 5 minutes"
+            time.sleep(0.01)
+    finally:
+        if process.poll() is None:
+            os.kill(process.pid, signal.SIGKILL)
+        process.communicate()
+    assert process.returncode == -signal.SIGKILL, "the process ended before it could be killed"
+
+
+def lines_in(path: str) -> int:
+    """Complete lines in a file (0 if it does not exist yet)."""
+    if not os.path.exists(path):
+        return 0
+    with open(path, "rb") as handle:
+        return handle.read().count(b"\n")
 
 
 def recipe_args(real_videos: str, videos) -> list[str]:

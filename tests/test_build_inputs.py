@@ -6,15 +6,13 @@ import hashlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
 import clipmaker as cm
-from helpers import TESTS
+from helpers import TESTS, kill_when, lines_in
 from viubench.build import BuildSpec, build
 from viubench.media import load_frame
 from viubench.registry import load_tasks, select
@@ -299,17 +297,7 @@ def test_resume_after_sigkill(series, tmp_path):
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                env=dict(env, VIUBENCH_TEST_STALL_VIDEO=third))
     videos = os.path.join(out, VIDEOS)
-    safety = time.monotonic() + 300     # a net against a hang, not a timing assumption
-    try:
-        while process.poll() is None and not (
-                os.path.exists(videos) and read_bytes(videos).count(b"\n") >= 1):
-            assert time.monotonic() < safety, "no video was built in 5 minutes"
-            time.sleep(0.01)
-    finally:
-        if process.poll() is None:
-            os.kill(process.pid, signal.SIGKILL)
-        process.communicate()
-    assert process.returncode == -signal.SIGKILL, "the build ended before it could be killed"
+    kill_when(process, lambda: lines_in(videos) >= 1, "video built")
     with open(os.path.join(out, BUILD), encoding="utf-8") as handle:
         assert json.load(handle)["status"] == "running"
     done_lines = read_bytes(videos).count(b"\n")

@@ -6,16 +6,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from unittest import mock
 
 import pytest
 from user_task import PlaybackDirection
 
-from helpers import recipe_args
+from helpers import kill_when, lines_in, recipe_args
 from viubench.build import BuildSpec, Job, build
 from viubench.cli import main
 from viubench.registry import load_tasks, select
@@ -198,17 +196,7 @@ def test_killed_ray_build_resumes_identically(ray_cluster, real_videos, tmp_path
             [sys.executable, "-m", "viubench.cli", *args, "--out", out, "--executor", "ray",
              "--address", ray_cluster], stdout=subprocess.DEVNULL, stderr=stderr, env=env)
     videos = os.path.join(out, VIDEOS)
-    safety = time.monotonic() + 300     # a net against a hang, not a timing assumption
-    try:
-        while not (os.path.exists(videos) and read_bytes(videos).count(b"\n") >= 1):
-            assert process.poll() is None, (tmp_path / "stderr").read_text()
-            assert time.monotonic() < safety, "no video was built in 5 minutes"
-            time.sleep(0.02)
-    finally:
-        if process.poll() is None:
-            os.kill(process.pid, signal.SIGKILL)
-        process.wait()
-    assert process.returncode == -signal.SIGKILL, "the build ended before it could be killed"
+    kill_when(process, lambda: lines_in(videos) >= 1, "video built")
     assert json.loads(read_bytes(os.path.join(out, BUILD)))["status"] == "running"
     assert 1 <= read_bytes(videos).count(b"\n") < 4
     assert main([*args, "--out", out, "--workers", "1"]) == 0

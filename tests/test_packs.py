@@ -9,15 +9,13 @@ import hashlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 import zipfile
 
 import pytest
 
-from helpers import recipe_args, viubench
+from helpers import kill_when, recipe_args, viubench
 from viubench.build import BuildSpec, build
 from viubench.cli import main
 from viubench.contact_sheet import contact_sheet
@@ -213,16 +211,7 @@ def test_sigkill_with_a_pack_open_resumes_identically(real_videos, tmp_path):
         [sys.executable, "-m", "viubench.cli", *args, "--out", out], stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         env=dict(env, VIUBENCH_TEST_STALL_VIDEO=third, VIUBENCH_TEST_STALL_MARK=str(mark)))
-    safety = time.monotonic() + 300     # a net against a hang, not a timing assumption
-    try:
-        while process.poll() is None and not mark.exists():
-            assert time.monotonic() < safety, "the build did not reach the third video"
-            time.sleep(0.01)
-    finally:
-        if process.poll() is None:
-            os.kill(process.pid, signal.SIGKILL)
-        process.wait()
-    assert process.returncode == -signal.SIGKILL, "the build ended before it could be killed"
+    kill_when(process, mark.exists, "hang on the third video")
     assert os.listdir(os.path.join(out, PACKS)) == ["pack-00000.zip.partial"]
     assert read_bytes(os.path.join(out, VIDEOS)) == b""
     again = subprocess.run([sys.executable, "-m", "viubench.cli", *args, "--out", out],
