@@ -300,6 +300,29 @@ def copy_file(source: str, path: str) -> str:
     return path
 
 
+def vfr_mkv(path: str, frames: int = 300, width: int = 160, height: int = 96,
+            seed: int = 18) -> str:
+    """H.264 (B-frames, a keyframe every 30 frames) at a variable frame rate: stretches of 40
+    frames 20 ms apart alternate with stretches 50 ms apart (millisecond timestamps)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with av.open(path, "w") as container:
+        stream = container.add_stream("libx264", rate=30,
+                                      options={"preset": "veryfast", "g": "30", "bf": "2"})
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.codec_context.time_base = Fraction(1, 1000)
+        stamp = 0
+        for index in range(frames):
+            image = av.VideoFrame.from_ndarray(make_frame(index, width, height, seed),
+                                               format="rgb24").reformat(format="yuv420p")
+            image.pts, image.time_base = stamp, Fraction(1, 1000)
+            stamp += 20 if (index // 40) % 2 == 0 else 50
+            for packet in stream.encode(image):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return path
+
+
 # --- catalogues used by the tests -----------------------------------------------------------
 
 # name -> (writer, file name, expected frame count, expected probe codec, width, height)

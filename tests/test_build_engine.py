@@ -15,13 +15,13 @@ from viubench.testset import iter_samples
 def test_each_video_is_decoded_once_for_all_tasks_and_variants(real_videos, tmp_path,
                                                                monkeypatch):
     calls: collections.Counter = collections.Counter()
-    real_decode = viubench.clips.decode
+    real_decode = viubench.clips.decode_frames
 
-    def counting_decode(info, indices, size, backend):
+    def counting_decode(info, indices, size, backend, strategy="auto"):
         calls[info.path] += 1
-        return real_decode(info, indices, size, backend)
+        return real_decode(info, indices, size, backend, strategy)
 
-    monkeypatch.setattr(viubench.clips, "decode", counting_decode)
+    monkeypatch.setattr(viubench.clips, "decode_frames", counting_decode)
     # every variant but grounding's swap, which borrows another video's frames
     selection = tuple(item for item in select(load_tasks(), "all") if item[1] != "swap")
     summary = build(BuildSpec(real_videos, selection, per_video=2), str(tmp_path / "ts"))

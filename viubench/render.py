@@ -72,6 +72,17 @@ def video_record(clip: Clip) -> dict[str, Any]:
     return record
 
 
+def frames_record(clip: Clip) -> dict[str, Any]:
+    """Which frames a sample shows and how they were decoded; `decode` appears only for frames
+    reached by seeking (`viubench.seeking`), so records of clips decoded from the start read as
+    before it existed."""
+    record = {"indices": clip.indices, "backend": clip.backend, "size": list(clip.size),
+              "sample_fps": clip.sample_fps, "pixel_bounds": list(clip.pixel_bounds)}
+    if clip.decode != "all":
+        record["decode"] = clip.decode
+    return record
+
+
 def make_record(task: Task, variant: str, clip: Clip, draws: Mapping[str, Any], seed: int,
                 replica: int, donors: DonorSource, paths: FramePaths) -> dict[str, Any]:
     """The full sample record; a pure function of its inputs (what `verify` relies on)."""
@@ -82,15 +93,14 @@ def make_record(task: Task, variant: str, clip: Clip, draws: Mapping[str, Any], 
         "difficulty": task.variants[variant].difficulty,
         "version": task.version,
         "video": video_record(clip),
-        "frames": {"indices": clip.indices, "backend": clip.backend,
-                   "size": list(clip.size), "sample_fps": clip.sample_fps,
-                   "pixel_bounds": list(clip.pixel_bounds)},
+        "frames": frames_record(clip),
         "seed": seed,
         "replica": replica,
         "draws": dict(draws),
     }
+    shown = {key: value for key, value in record["frames"].items() if key != "decode"}
     stem = digest(record["task"], variant, task.version, seed, replica, record["draws"],
-                  record["frames"], size=8)
+                  shown, size=8)      # names the same frames alike however they were decoded
     path_of = paths.for_sample(stem)
     record["prompt"] = [part_record(part, path_of) for part in rendered.prompt]
     record["answer"] = rendered.answer

@@ -52,6 +52,7 @@ class Clip:
     sample_fps: float        # frames per second of the sampled timeline
     backend: str
     pixel_bounds: tuple[int, int] = (0, 0)   # (min_area, max_area) the frame size obeys
+    decode: str = "all"      # how the frames were reached: "all" or "seek" (`viubench.seeking`)
 
     @property
     def size(self) -> tuple[int, int]:

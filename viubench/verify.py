@@ -15,6 +15,7 @@ from .registry import load_tasks, task_of
 from .render import FramePaths, make_record
 from .task import TaskSkip
 from .testset import BadTestSet, SampleRecord, SetMedia, iter_samples, load_build
+from .seeking import STRATEGIES
 from .video import VideoError
 
 
@@ -73,10 +74,13 @@ def _recorded_spec(testset: str, recorded: dict, videos: str | None) -> BuildSpe
 def _verify_video(spec: BuildSpec, tasks, media: SetMedia, path: str,
                   records: list[SampleRecord], seen_ids: set[str]) -> list[str]:
     problems: list[str] = []
-    by_backend = {r["frames"]["backend"] for r in records}
+    # decoded again as recorded: with the same backend, from the start or by seeking
+    ways = {(r["frames"]["backend"], str(r["frames"].get("decode", "all"))) for r in records}
     protocols = [spec.protocol(task_of(tasks, r["task"], path)) for r in records]
     try:
-        clips = {b: read_clips(spec.videos, path, protocols, b) for b in by_backend}
+        clips = {(backend, how): read_clips(spec.videos, path, protocols, backend,
+                                            strategy=_strategy(how))
+                 for backend, how in ways}
     except (VideoError, OSError) as error:
         return [f"{path}: cannot re-read the source video: {error}"]
     for record in records:
@@ -90,7 +94,8 @@ def _verify_video(spec: BuildSpec, tasks, media: SetMedia, path: str,
                             f" {record.get('version')}, this viubench has version {task.version}:"
                             " rebuild the test set to verify it")
             continue
-        clip = clips[record["frames"]["backend"]][spec.protocol(task)]
+        way = (record["frames"]["backend"], str(record["frames"].get("decode", "all")))
+        clip = clips[way][spec.protocol(task)]
         if clip.video_hash != record["video"]["hash"]:
             problems.append(f"{label}: the source video's content changed")
             continue
@@ -108,6 +113,12 @@ def _verify_video(spec: BuildSpec, tasks, media: SetMedia, path: str,
                      for key in sorted(set(record) | set(again))
                      if record.get(key) != again.get(key)]
     return problems
+
+
+def _strategy(recorded: str) -> str:
+    """The decode strategy to re-read with: the recorded one, if it is one (an unknown name
+    re-reads from the start, and the record then differs, which is reported)."""
+    return recorded if recorded in STRATEGIES else "all"
 
 
 def _checked(media: SetMedia, frame, group: str, key: str, problems: list[str]) -> str:

@@ -15,12 +15,13 @@ import math
 import os
 import re
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
 
 from .records import file_kind
+from .seeking import STRATEGIES, FrameIndex, SeekMiss, decode_seeking, seek_plan
 
 BACKENDS = ("pyav", "decord", "auto")
 DECORD_CODECS = frozenset({"h264", "hevc", "vp9"})
@@ -55,6 +56,8 @@ class VideoInfo:
     duration: float
     rotation: int = 0   # degrees counter-clockwise players turn the picture: 0, 90, 180, 270;
                         # width and height above are the displayed (turned) ones
+    frames: FrameIndex | None = field(default=None, compare=False, repr=False)
+                        # where each frame lies (for seeking); None: decode from the start
 
 
 @dataclass(frozen=True)
@@ -214,7 +217,7 @@ def probe(path: str) -> VideoInfo:
                 kinds = ", ".join(sorted({str(s.type) for s in container.streams})) or "none"
                 raise VideoError(f"no video stream (streams found: {kinds})")
             stream = container.streams.video[0]
-            count, span = _demux_count(container, stream)
+            count, span, index = _demux_count(container, stream)
             fps = float(stream.average_rate or stream.guessed_rate or 0)
             duration = _duration(stream, container, count, fps)
             if span and fps > 0 and span < duration - 2 / fps:
@@ -228,7 +231,7 @@ def probe(path: str) -> VideoInfo:
         raise VideoError(f"PyAV cannot read it: {error}") from error
     if rotation in (90, 270):
         width, height = height, width
-    info = VideoInfo(path, codec, width, height, count, fps, duration, rotation)
+    info = VideoInfo(path, codec, width, height, count, fps, duration, rotation, index)
     if info.frame_count == 0 or info.width == 0:
         raise VideoError("the video stream holds no frames")
     return info
@@ -272,21 +275,24 @@ def frame_rotation(frame) -> int:
     return quarter % 360
 
 
-def _demux_count(container, stream) -> tuple[int, float]:
+def _demux_count(container, stream) -> tuple[int, float, FrameIndex | None]:
     """(packets holding data, seconds from the first packet's start to the last one's end, 0
-    where the packets carry no timestamps)."""
+    where the packets carry no timestamps, the frames' `FrameIndex`)."""
     count, first, end = 0, None, None
+    packets: list[tuple[int | None, bool]] = []
     for packet in container.demux(stream):
         if not packet.size:
             continue
         count += 1
+        packets.append((packet.pts, bool(packet.is_keyframe)))
         if packet.pts is not None:
             first = packet.pts if first is None else min(first, packet.pts)
             finish = packet.pts + (packet.duration or 0)
             end = finish if end is None else max(end, finish)
+    index = FrameIndex.from_packets(packets)
     if first is None or end is None or not stream.time_base:
-        return count, 0.0
-    return count, float((end - first) * stream.time_base)
+        return count, 0.0, index
+    return count, float((end - first) * stream.time_base), index
 
 
 def _frame_rate(count: int, listed: float, duration: float) -> float:
@@ -331,45 +337,84 @@ def decode(info: VideoInfo, indices: Sequence[int], size: tuple[int, int],
            backend: str) -> np.ndarray:
     """Decode the frames at `indices` (sorted, unique) as displayed (`info.rotation` applied),
     resized to `size` (displayed width, height); uint8 [n, h, w, 3]."""
+    return decode_frames(info, indices, size, backend)[0]
+
+
+def decode_frames(info: VideoInfo, indices: Sequence[int], size: tuple[int, int],
+                  backend: str, strategy: str = "auto") -> tuple[np.ndarray, str]:
+    """`decode`, and how PyAV reached the frames (`seeking.STRATEGIES`): "all" decodes every
+    frame from the start, "seek" jumps to the keyframe before each far target; "auto" picks
+    by `seeking.seek_plan`'s cost rule, "seek" seeks wherever a keyframe allows. The frames
+    are the same either way (a seek that misses its frame falls back to "all", and says so);
+    decord seeks on its own and reports "all"."""
     if backend == "decord":
-        return _decode_decord(info, indices, size)
-    return _decode_pyav(info, indices, size)
+        return _decode_decord(info, indices, size), "all"
+    if strategy not in STRATEGIES + ("auto",):
+        raise ValueError(f"unknown decode strategy {strategy!r}")
+    plan = None if strategy == "all" else seek_plan(info.frames, indices, info.frame_count,
+                                                     always=strategy == "seek")
+    if plan is not None and info.frames is not None:
+        try:
+            return _decode_pyav(info, indices, size, (info.frames, plan)), "seek"
+        except SeekMiss:
+            pass
+    return _decode_pyav(info, indices, size), "all"
 
 
-def _decode_pyav(info: VideoInfo, indices: Sequence[int], size: tuple[int, int]) -> np.ndarray:
+def _decode_pyav(info: VideoInfo, indices: Sequence[int], size: tuple[int, int],
+                 seeking: tuple[FrameIndex, list[int]] | None = None) -> np.ndarray:
     """Each frame is resized at its stored orientation, then turned as its display matrix
     says; a frame whose matrix differs from the first frame's is an error (the sizes were
-    chosen for that one)."""
+    chosen for that one). Without `seeking` every frame is decoded (and counted); with it,
+    only from the planned keyframes to the targets."""
     import av
 
-    wanted = {index: slot for slot, index in enumerate(indices)}
     out = np.empty((len(indices), size[1], size[0], 3), dtype=np.uint8)
     stored = (size[1], size[0]) if info.rotation in (90, 270) else size
     found = 0
-    decoded = 0
+
+    def take(slot: int, frame) -> None:
+        nonlocal found
+        if frame_rotation(frame) != info.rotation:
+            raise VideoError(f"the display rotation changes at frame {indices[slot]}"
+                             f" ({frame_rotation(frame)} degrees where the first frame"
+                             f" has {info.rotation})")
+        picture = frame.to_ndarray(width=stored[0], height=stored[1], format="rgb24",
+                                   interpolation="AREA")
+        out[slot] = np.rot90(picture, info.rotation // 90)
+        found += 1
+
     try:
         with av.open(info.path) as container:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
-            for decoded, frame in enumerate(container.decode(stream), start=1):
-                slot = wanted.get(decoded - 1)
-                if slot is None:
-                    continue
-                if frame_rotation(frame) != info.rotation:
-                    raise VideoError(f"the display rotation changes at frame {decoded - 1}"
-                                     f" ({frame_rotation(frame)} degrees where the first frame"
-                                     f" has {info.rotation})")
-                picture = frame.to_ndarray(width=stored[0], height=stored[1], format="rgb24",
-                                           interpolation="AREA")
-                out[slot] = np.rot90(picture, info.rotation // 90)
-                found += 1
+            if seeking:
+                decode_seeking(container, stream, seeking[0], indices, seeking[1], take)
+            else:
+                _decode_every(container, stream, indices, info.frame_count, take)
     except av.FFmpegError as error:
-        raise VideoError(f"decoding failed after frame {decoded}: {error}") from error
-    if decoded != info.frame_count:
-        raise FrameCountMismatch(decoded, info.frame_count)
+        raise VideoError(f"decoding failed: {error}") from error
     if found != len(indices):
         raise VideoError(f"only {found} of {len(indices)} requested frames could be decoded")
     return out
+
+
+def _decode_every(container, stream, indices: Sequence[int], frame_count: int, take) -> None:
+    """Decode every frame from the start, handing `take` the wanted ones; FrameCountMismatch
+    when the frames are not as many as the demuxer counted."""
+    import av
+
+    wanted = {index: slot for slot, index in enumerate(indices)}
+    decoded = 0
+    try:
+        for decoded, frame in enumerate(container.decode(stream), start=1):
+            slot = wanted.get(decoded - 1)
+            if slot is not None:
+                take(slot, frame)
+    except av.FFmpegError as error:
+        raise VideoError(f"decoding failed after frame {decoded}: {error}") from error
+    if decoded != frame_count:
+        raise FrameCountMismatch(decoded, frame_count)
 
 
 _DECORD_LOG_PREFIX = re.compile(r"^\[[\d:]+\] \S+:\d+: ")   # "[15:09:54] video_reader.cc:270: "
