@@ -12,9 +12,10 @@ import json
 import os
 import re
 import time
-from collections import Counter
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from collections import Counter, deque
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from itertools import islice
 from multiprocessing import get_context
 from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence
 
@@ -23,6 +24,7 @@ from .clips import read_clips
 from .folderlock import exclusive
 from .media import MediaStore
 from .packs import PACKS, PackedOutput, resume_packs
+from .prehash import EXCLUDED, Screen, Screened
 from .processes import die_with_parent
 from .registry import load_tasks
 from .render import FramePaths, make_record
@@ -100,6 +102,7 @@ class Job:
     path: str
     items: tuple[Item, ...]
     round: int = 0
+    hash: str = ""           # the video's content hash, when the driver has taken it (prehash)
 
 
 @dataclass
@@ -161,7 +164,7 @@ def discover(root: str, exclude: str | None = None) -> list[str]:
 
 class Donors:
     """Loads other videos of the build on demand, once per (path, size), for one video's work;
-    a video the build excludes (leakage) is never a donor."""
+    a video the build excludes (leakage) is never a donor (it is hashed, never decoded)."""
 
     def __init__(self, spec: BuildSpec, protocol, candidates: Sequence[str]) -> None:
         self.spec, self.protocol = spec, protocol
@@ -173,11 +176,12 @@ class Donors:
         key = (rel_path, size)
         if key not in self.cache:
             try:
-                clip = read_clips(self.spec.videos, rel_path, [self.protocol],
-                                  self.spec.decoder, size)[self.protocol]
-                if clip.video_hash in self.excluded:
-                    raise VideoError(self.excluded[clip.video_hash])
-                self.cache[key] = clip
+                content = _content_hash(self.spec, rel_path) if self.excluded else None
+                if content in self.excluded:
+                    raise VideoError(self.excluded[content])
+                clips = read_clips(self.spec.videos, rel_path, [self.protocol],
+                                   self.spec.decoder, size, video_hash=content)
+                self.cache[key] = clips[self.protocol]
             except VideoError as error:
                 self.cache[key] = error
         found = self.cache[key]
@@ -212,13 +216,13 @@ def _protocols(spec: BuildSpec, chosen: Chosen) -> list[FrameProtocol]:
     return list(dict.fromkeys(spec.protocol(task) for task, _, _ in chosen))
 
 
-def load_video(spec: BuildSpec, rel_path: str,
-               protocols: Sequence[FrameProtocol]) -> LoadedVideo:
-    """Probe, hash and decode one video (the only decode it gets in this job); a video the
-    build excludes is hashed, and not decoded."""
+def load_video(spec: BuildSpec, rel_path: str, protocols: Sequence[FrameProtocol],
+               known_hash: str = "") -> LoadedVideo:
+    """Probe, hash (unless `known_hash` is its hash) and decode one video (the only decode it
+    gets in this job); a video the build excludes is hashed, and not decoded."""
     started = time.perf_counter()
     try:
-        content = _content_hash(spec, rel_path) if spec.exclude else None
+        content = known_hash or (_content_hash(spec, rel_path) if spec.exclude else None)
         if content in spec.excluded:
             return LoadedVideo(rel_path, None, reason=spec.excluded[content], hash=content)
         clips = read_clips(spec.videos, rel_path, protocols, spec.decoder, video_hash=content)
@@ -266,7 +270,7 @@ def process_video(spec: BuildSpec, out: str | None, job: Job,
     """Decode one video once and draw every sample of its job from it (a worker's unit);
     its frames are written under `out`, or returned in the result when `out` is None."""
     chosen = _chosen(load_tasks(spec.extra_tasks), job)
-    loaded = load_video(spec, job.path, _protocols(spec, chosen))
+    loaded = load_video(spec, job.path, _protocols(spec, chosen), job.hash)
     with ThreadPoolExecutor(MEDIA_THREADS) as writers:
         store = MediaStore(out, writers)
         result = render_video(spec, loaded, chosen, candidates, store, job.round)
@@ -287,7 +291,7 @@ def _make_sample(task: Task, variant: str, clip: Clip, spec: BuildSpec, replica:
     result.counts[key] = result.counts.get(key, 0) + 1
 
 
-def _ordered(spec: BuildSpec, out: str | None, todo: Sequence[Job], candidates: Sequence[str],
+def _ordered(spec: BuildSpec, out: str | None, todo: Iterable[Job], candidates: Sequence[str],
              workers: int) -> Iterator[VideoResult]:
     """Results in `todo` order, at most 2 * workers videos in flight (memory stays flat)."""
     if workers <= 1:
@@ -304,26 +308,29 @@ def _ordered(spec: BuildSpec, out: str | None, todo: Sequence[Job], candidates: 
             yield future.result()
 
 
-def _in_process(spec: BuildSpec, out: str | None, todo: Sequence[Job],
+def _in_process(spec: BuildSpec, out: str | None, todo: Iterable[Job],
                 candidates: Sequence[str]) -> Iterator[VideoResult]:
     """One process, three overlapping stages: decode (up to two videos ahead, in a thread),
     render (this thread), JPEG encode + write (a thread pool). A video's result is yielded
-    once its frames are on disk, while the next video is already being rendered.
+    once its frames are on disk, while the next video is already being rendered. `todo` is
+    read only as far as the videos being decoded.
     """
     tasks = load_tasks(spec.extra_tasks)
-    chosen = [_chosen(tasks, job) for job in todo]
+    jobs = iter(todo)
     with ThreadPoolExecutor(DECODE_AHEAD) as loader, ThreadPoolExecutor(MEDIA_THREADS) as writers:
-        upcoming = [loader.submit(load_video, spec, job.path, _protocols(spec, chosen[i]))
-                    for i, job in enumerate(todo[:DECODE_AHEAD])]
+        def load(job: Job) -> tuple[Job, Chosen, Future[LoadedVideo]]:
+            chosen = _chosen(tasks, job)
+            return job, chosen, loader.submit(load_video, spec, job.path,
+                                              _protocols(spec, chosen), job.hash)
+
+        upcoming = deque(load(job) for job in islice(jobs, DECODE_AHEAD))
         writing: tuple[VideoResult, MediaStore] | None = None
-        for position, job in enumerate(todo):
-            loaded = upcoming.pop(0).result()
-            ahead = position + DECODE_AHEAD
-            if ahead < len(todo):
-                upcoming.append(loader.submit(load_video, spec, todo[ahead].path,
-                                              _protocols(spec, chosen[ahead])))
+        while upcoming:
+            job, chosen, future = upcoming.popleft()
+            loaded = future.result()
+            upcoming.extend(load(job) for job in islice(jobs, 1))
             store = MediaStore(out, writers)
-            result = render_video(spec, loaded, chosen[position], candidates, store, job.round)
+            result = render_video(spec, loaded, chosen, candidates, store, job.round)
             if writing:
                 yield _written(*writing)
             writing = (result, store)
@@ -338,8 +345,9 @@ def _written(result: VideoResult, store: MediaStore) -> VideoResult:
     return result
 
 
-# (spec, output folder or None to have frames returned, jobs, donor candidates) -> results
-Results = Callable[[BuildSpec, str | None, Sequence[Job], Sequence[str]], Iterator[VideoResult]]
+# (spec, output folder or None to have frames returned, jobs, donor candidates) -> results, in
+# job order; the jobs are read lazily (they are screened, `viubench.prehash`, as they are read)
+Results = Callable[[BuildSpec, str | None, Iterable[Job], Sequence[str]], Iterator[VideoResult]]
 EXECUTORS = ("local", "ray")
 
 
@@ -427,11 +435,15 @@ class _Run:
             self.observer.start(len(remaining), len(self.finished))
         frames_to = None if self.packed else self.out
         with open(os.path.join(self.out, SAMPLES), "a", encoding="utf-8") as samples, \
-                open(os.path.join(self.out, VIDEOS), "a", encoding="utf-8") as videos:
-            for result in self.results(self.spec, frames_to, remaining, self.candidates):
+                open(os.path.join(self.out, VIDEOS), "a", encoding="utf-8") as videos, \
+                Screen(self.spec, remaining, self.seen) as screen:
+            results = self.results(self.spec, frames_to, screen.dispatched(), self.candidates)
+            for entry in screen:
+                result = self._held(entry, frames_to) if entry.held else next(results)
                 result = self._deduplicated(result)
                 ready = self.packed.add(result) if self.packed else [result]
                 self._record(ready, samples, videos)
+            next(results, None)     # the executor finishes (its pool shuts down) here
             if self.packed:
                 self._record(self.packed.close(), samples, videos)
 
@@ -446,13 +458,31 @@ class _Run:
 
     def _deduplicated(self, result: VideoResult) -> VideoResult:
         """The result, or a skip if another path of the build has the same content."""
-        original = self.seen.get(result.hash)
-        if result.status == "ok" and original is not None and original != result.path:
-            return VideoResult(result.path, "skipped", hash=result.hash, round=result.round,
-                               reason=f"duplicate of {original} (same content)")
+        if result.status == "ok" and self._has_original(result.hash, result.path):
+            return self._duplicate(result.path, result.hash, result.round)
         if result.status == "ok":
             self.seen[result.hash] = result.path
         return result
+
+    def _has_original(self, content: str, path: str) -> bool:
+        """Whether another path with this content has loaded (`seen`)."""
+        return self.seen.get(content, path) != path
+
+    def _duplicate(self, path: str, content: str, job_round: int) -> VideoResult:
+        return VideoResult(path, "skipped", hash=content, round=job_round,
+                           reason=f"duplicate of {self.seen[content]} (same content)")
+
+    def _held(self, screened: Screened, frames_to: str | None) -> VideoResult:
+        """The result of a job the driver did not dispatch (`viubench.prehash`), as its worker
+        would have given it: excluded; a duplicate of the earlier path with its content that
+        loaded; or, if none did, the job is run here, as any other (the rare case)."""
+        job = screened.job
+        if screened.held == EXCLUDED:
+            return VideoResult(job.path, "skipped", reason=self.spec.excluded[job.hash],
+                               hash=job.hash, round=job.round)
+        if self._has_original(job.hash, job.path):
+            return self._duplicate(job.path, job.hash, job.round)
+        return process_video(self.spec, frames_to, job, self.candidates)
 
 
 def _quota_rounds(run: _Run, order: list[str]) -> None:

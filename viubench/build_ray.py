@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 from . import __version__
 from .build import BuildSpec, Job, Results, VideoResult, process_video
@@ -56,7 +56,7 @@ def ray_executor(address: str | None) -> Iterator[Results]:
         remote = ray.remote(run_job).options(num_cpus=1, max_retries=MAX_RETRIES,
                                              retry_exceptions=False)
 
-        def results(spec: BuildSpec, out: str | None, todo: Sequence[Job],
+        def results(spec: BuildSpec, out: str | None, todo: Iterable[Job],
                     candidates: Sequence[str]) -> Iterator[VideoResult]:
             return _in_order(ray, remote, window, spec, out, todo, candidates)
 
@@ -67,11 +67,9 @@ def ray_executor(address: str | None) -> Iterator[Results]:
 
 
 def _in_order(ray: Any, remote: Any, window: int, spec: BuildSpec, out: str | None,
-              todo: Sequence[Job], candidates: Sequence[str]) -> Iterator[VideoResult]:
+              todo: Iterable[Job], candidates: Sequence[str]) -> Iterator[VideoResult]:
     """Results in `todo` order, at most `window` tasks in flight; the spec and the list of
     candidate donors go to the object store once, not once per task."""
-    if not todo:
-        return
     spec_ref, candidates_ref = ray.put(spec), ray.put(list(candidates))
     pending: list[tuple[Job, Any]] = []
     try:
