@@ -15,6 +15,7 @@ import pytest
 import viubench.cli as cli
 from helpers import TESTS, fake_distribution, viubench
 from viubench.adapters import available_adapters, create, parse_spec
+from viubench.media import jpeg_encoder
 from viubench.registry import load_tasks
 
 
@@ -67,6 +68,17 @@ def test_verify_catches_a_replaced_media_file(two_videos, tmp_path):
     shutil.copy(other, victim)
     broken = viubench("verify", out)
     assert broken.returncode == 1 and "does not hold the re-derived frame" in broken.stderr
+    assert "note: the set's frames were encoded" not in broken.stderr   # same encoder here
+    build_path = os.path.join(out, "build.json")
+    with open(build_path, encoding="utf-8") as handle:
+        build_record = json.load(handle)
+    assert build_record["encoder"] == jpeg_encoder()
+    build_record["encoder"] = dict(build_record["encoder"], libjpeg_turbo="2.0.9")
+    with open(build_path, "w", encoding="utf-8") as handle:
+        json.dump(build_record, handle)
+    noted = viubench("verify", out)
+    assert noted.returncode == 1 and "libjpeg-turbo 2.0.9" in noted.stderr
+    assert f"libjpeg-turbo {jpeg_encoder()['libjpeg_turbo']}" in noted.stderr
 
 
 def test_bad_selection_is_a_clear_error(two_videos, tmp_path):

@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence
 from . import __version__
 from .clips import read_clips
 from .folderlock import exclusive
-from .media import MediaStore
+from .media import MediaStore, jpeg_encoder
 from .packs import PACKS, PackedOutput, resume_packs
 from .prehash import EXCLUDED, Screen, Screened
 from .processes import die_with_parent
@@ -558,6 +558,7 @@ def _write_build_json(out: str, spec: BuildSpec, done: list[dict[str, Any]], sta
     videos = per_video(done)
     summary = {
         "tool": "viubench", "tool_version": __version__, "status": status,
+        "encoder": jpeg_encoder(),
         "purpose": spec.purpose, "spec": spec.as_json(),
         "videos": {"processed": len(videos), "ok": sum(r["status"] == "ok" for r in videos),
                    "skipped": sum(r["status"] == "skipped" for r in videos)},

@@ -25,6 +25,16 @@ def clean_key(source_index: int, size: tuple[int, int], backend: str) -> str:
     return f"{source_index:06d}_{size[0]}x{size[1]}_{backend}"
 
 
+def jpeg_encoder() -> dict[str, Any]:
+    """What encodes the frames (recorded in build.json): the same frame gives the same bytes
+    under the same Pillow and libjpeg(-turbo) at the same quality; another version may not,
+    which `verify` names when a frame's bytes differ."""
+    from PIL import __version__ as pillow, features
+
+    return {"pillow": pillow, "libjpeg_turbo": features.version("libjpeg_turbo"),
+            "libjpeg": features.version("jpg"), "quality": JPEG_QUALITY}
+
+
 def encode_jpeg(frame: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(frame).save(buffer, format="JPEG", quality=JPEG_QUALITY)

@@ -10,7 +10,7 @@ from typing import Callable, Sequence
 
 from .build import BuildSpec, Donors
 from .clips import read_clips
-from .media import MediaStore, stored_frame_problem
+from .media import MediaStore, jpeg_encoder, stored_frame_problem
 from .registry import load_tasks, task_of
 from .render import FramePaths, make_record
 from .task import TaskSkip
@@ -58,7 +58,29 @@ def verify(testset: str, videos: str | None = None,
             if on_sample:
                 for _ in records:
                     on_sample()
+    result.problems += _encoder_note(build, result.problems)
     return result
+
+
+def _encoder_note(build: dict, problems: list[str]) -> list[str]:
+    """A closing line when frames' bytes differ and this machine's JPEG encoder is not the
+    one build.json records (the frames may be right, encoded by another library version)."""
+    recorded, here = build.get("encoder"), jpeg_encoder()
+    if not any("does not hold the re-derived frame" in p for p in problems):
+        return []
+    if recorded is None or recorded == here:
+        return []
+    return [f"note: the set's frames were encoded by {_describe(recorded)}, this machine"
+            f" encodes with {_describe(here)}: JPEG bytes differ between encoder versions;"
+            " verify with the recorded versions installed"]
+
+
+def _describe(encoder: object) -> str:
+    if not isinstance(encoder, dict):
+        return repr(encoder)[:80]
+    return (f"Pillow {str(encoder.get('pillow'))[:20]} with libjpeg-turbo"
+            f" {str(encoder.get('libjpeg_turbo'))[:20]} at quality"
+            f" {str(encoder.get('quality'))[:5]}")
 
 
 def _recorded_spec(testset: str, recorded: dict, videos: str | None) -> BuildSpec:
