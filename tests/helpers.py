@@ -47,6 +47,21 @@ def lines_in(path: str) -> int:
         return handle.read().count(b"\n")
 
 
+class StopAfter:
+    """A build observer that interrupts the build (as Ctrl-C would) after `n` videos."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def start(self, total: int, already_done: int) -> None:
+        pass
+
+    def update(self, result) -> None:
+        self.n -= 1
+        if self.n == 0:
+            raise KeyboardInterrupt
+
+
 def recipe_args(real_videos: str, videos) -> list[str]:
     """`build` arguments of a quota build over the real clips (linked into the new folder
     `videos`), a copy of one (a duplicate, skipped) and a file that is no video: what those two

@@ -12,6 +12,8 @@ import threading
 
 import pytest
 
+from helpers import StopAfter
+
 from viubench import prehash
 from viubench.build import BuildSpec, Job, build
 from viubench.records import file_hash
@@ -204,21 +206,6 @@ def test_hashing_one_job_ahead_gives_the_same_output(folder, decoded_first, monk
     out = str(tmp_path / "ts")
     build(suite_spec(folder), out, workers=2)
     same_output(out, decoded_first("suite", 0))
-
-
-class StopAfter:
-    """A build observer that interrupts the build (as Ctrl-C would) after `n` videos."""
-
-    def __init__(self, n: int) -> None:
-        self.n = n
-
-    def start(self, total: int, already_done: int) -> None:
-        pass
-
-    def update(self, result) -> None:
-        self.n -= 1
-        if self.n == 0:
-            raise KeyboardInterrupt
 
 
 def test_a_resumed_build_skips_copies_of_videos_already_recorded(folder, decoded_first,

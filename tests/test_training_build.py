@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 import clipmaker
-from helpers import viubench
+from helpers import StopAfter, viubench
 from viubench.build import BuildSpec, build
 from viubench.leakage import shared_videos, video_hashes
 from viubench.recipes import MVP_MIX, RECIPES, VIDEOSSR_30K, plan_round, scaled, video_order
@@ -192,21 +192,6 @@ def test_builds_are_identical_across_runs_and_worker_counts(real_videos, referen
     build(recipe_spec(real_videos), parallel, workers=2)
     same_build(reference, again)
     same_build(reference, parallel)
-
-
-class StopAfter:
-    """A build observer that interrupts the build (as Ctrl-C would) after `n` videos."""
-
-    def __init__(self, n: int) -> None:
-        self.n = n
-
-    def start(self, total: int, already_done: int) -> None:
-        pass
-
-    def update(self, result) -> None:
-        self.n -= 1
-        if self.n == 0:
-            raise KeyboardInterrupt
 
 
 @pytest.fixture(scope="module")
