@@ -11,6 +11,7 @@ Frames are given as players show them: the display matrix FFmpeg attaches to dec
 from __future__ import annotations
 
 import errno
+import gc
 import math
 import os
 import re
@@ -247,7 +248,10 @@ def _first_frame_rotation(path: str) -> int:
             frame = next(container.decode(container.streams.video[0]), None)
         except av.FFmpegError:
             return 0
-    return 0 if frame is None else frame_rotation(frame)
+    rotation = 0 if frame is None else frame_rotation(frame)
+    del frame
+    gc.collect()    # reading side data ties the frame in a reference cycle: free its pictures
+    return rotation
 
 
 def frame_rotation(frame) -> int:
@@ -375,10 +379,10 @@ def _decode_pyav(info: VideoInfo, indices: Sequence[int], size: tuple[int, int],
 
     def take(slot: int, frame) -> None:
         nonlocal found
-        if frame_rotation(frame) != info.rotation:
+        turned = frame.rotation % 360     # (not `frame_rotation`: see _first_frame_rotation)
+        if turned != info.rotation:
             raise VideoError(f"the display rotation changes at frame {indices[slot]}"
-                             f" ({frame_rotation(frame)} degrees where the first frame"
-                             f" has {info.rotation})")
+                             f" ({turned} degrees where the first frame has {info.rotation})")
         picture = frame.to_ndarray(width=stored[0], height=stored[1], format="rgb24",
                                    interpolation="AREA")
         out[slot] = np.rot90(picture, info.rotation // 90)
@@ -388,6 +392,9 @@ def _decode_pyav(info: VideoInfo, indices: Sequence[int], size: tuple[int, int],
         with av.open(info.path) as container:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
+            threads = decoder_threads(stream.width, stream.height)
+            if threads:
+                stream.thread_count = threads
             if seeking:
                 decode_seeking(container, stream, seeking[0], indices, seeking[1], take)
             else:
@@ -397,6 +404,18 @@ def _decode_pyav(info: VideoInfo, indices: Sequence[int], size: tuple[int, int],
     if found != len(indices):
         raise VideoError(f"only {found} of {len(indices)} requested frames could be decoded")
     return out
+
+
+DECODE_MEMORY = 128 << 20   # decoder pictures one worker may hold (bounds RSS for 8K input)
+
+
+def decoder_threads(width: int, height: int) -> int | None:
+    """Decoder threads for pictures of this size: FFmpeg's own choice (None) unless each
+    frame thread's pictures (about two YUV 4:2:0 frames) would pass DECODE_MEMORY together,
+    then as many as fit, at least one. The frames decoded are the same for any count."""
+    per_thread = 2 * width * height * 3 // 2
+    fitting = DECODE_MEMORY // max(per_thread, 1)
+    return max(1, fitting) if fitting < (os.cpu_count() or 1) + 1 else None
 
 
 def _decode_every(container, stream, indices: Sequence[int], frame_count: int, take) -> None:
