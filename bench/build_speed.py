@@ -1,6 +1,7 @@
 """How fast is a viubench build compared with just decoding its frames, and is its memory flat?
 
     python bench/build_speed.py [--videos DIR] [--workers N] [--repeat R] [--decoder D]
+    python bench/build_speed.py --parts 3 [--repeat R] [--long-seconds S]     (part 3 only)
 
 Part 1 times, side by side on the same videos (median of R interleaved rounds):
   * a full `viubench`-suite build (seed 0, one sample per variant per video, `--decoder auto`
@@ -20,6 +21,17 @@ and, from a traced run, the peak of Python + numpy allocations. Flat: the 50-vid
 within 1.2x of the peak of its 5 heaviest videos (a build holds a few videos at once, decoding
 two ahead, rendering one, writing one, so its peak is set by its heaviest videos, and the first
 5 alone can understate it; their ratio is printed too, unjudged).
+Part 3 (`--parts 3`; `--parts 1,2,3` runs all three) takes long and high-resolution clips,
+encoded once with PyAV's libx264 and cached (`bench/_long_videos.py`: a 10-minute 1080p clip,
+`--long-seconds` to change its length, a 10 s 4K clip and a 3 s 8K clip), and times side by
+side, per clip and frame-area bound (the `viubench` suite at 512², the default, and the
+training setting at 256²), a build (`--decoder pyav`, one worker, into RAM) against probe +
+`viubench.video.decode_frames` of exactly the frames that build decodes (read from its samples),
+decoding every frame ("all") and seeking to the keyframe before each far frame ("seek"). It
+prints where build time goes and each build's peak RSS (fresh subprocess; the 8K clip for
+memory only), and judges: build <= 1.2x the faster bare decode in every case; the `viubench`
+suite on the 10-minute 1080p clip <= 0.5x decoding every frame; peak RSS per worker <= 300 MB
+for 8K input. Encoding the clips the first time takes about 10 minutes on 2 CPUs.
 """
 
 from __future__ import annotations
@@ -33,25 +45,29 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _long_videos  # noqa: E402
 import _videos  # noqa: E402
 
 from viubench.build import BuildSpec, build, discover  # noqa: E402
-from viubench.testset import BUILD, VIDEOS  # noqa: E402
+from viubench.records import file_hash  # noqa: E402
 from viubench.registry import load_tasks, select  # noqa: E402
-from viubench.video import DECORD_CODECS, FrameProtocol, VideoError, decode, probe  # noqa: E402
+from viubench.testset import BUILD, VIDEOS, iter_samples  # noqa: E402
+from viubench.video import (DECORD_CODECS, FrameProtocol, VideoError, decode,  # noqa: E402
+                            decode_frames, probe)
 
 TARGET_RATIO = 1.5
 FLAT_RATIO = 1.2
 PROTOCOL = FrameProtocol()  # every viubench-suite task uses the default 48-frame protocol
 
 
-def viubench_spec(videos: str, decoder: str) -> BuildSpec:
+def viubench_spec(videos: str, decoder: str, max_pixels: int = 512 * 512) -> BuildSpec:
     return BuildSpec(videos, tuple(select(load_tasks(), "viubench")), seed=0, per_video=1,
-                     decoder=decoder)
+                     decoder=decoder, max_pixels=max_pixels)
 
 
 # ---------------------------------------------------------------- decode-only baselines
@@ -343,12 +359,12 @@ tasks = load_tasks()
 if sys.argv[1] == "-":  # baseline: the interpreter with everything a build imports
     import av, PIL.Image, viubench.media, viubench.clips  # noqa: F401
 else:
-    trace = sys.argv[6:] == ["trace"]  # Python + numpy allocations, in a separate run
+    trace = sys.argv[7:] == ["trace"]  # Python + numpy allocations, in a separate run
     if trace:
         import tracemalloc
         tracemalloc.start()
     spec = BuildSpec(sys.argv[1], tuple(select(tasks, "viubench")), seed=0, per_video=1,
-                     decoder=sys.argv[5])
+                     decoder=sys.argv[5], max_pixels=int(sys.argv[6]))
     summary = build(spec, sys.argv[2], limit=int(sys.argv[3]), workers=int(sys.argv[4]))
     traced = tracemalloc.get_traced_memory()[1] / 2**20 if trace else float("nan")
     print(summary["videos"]["ok"], summary["samples"], f"{traced:.1f}")
@@ -372,7 +388,8 @@ print(json.dumps({"maxrss_kib": usage.ru_maxrss, "rc": os.waitstatus_to_exitcode
 
 
 def peak_rss_of_build(videos: str, limit: int, workers: int, decoder: str = "pyav",
-                      trace: bool = False) -> tuple[float, float, str]:
+                      trace: bool = False, max_pixels: int = 512 * 512
+                      ) -> tuple[float, float, str]:
     """(peak RSS MiB, seconds, child's output) of a build in a fresh interpreter; with
     `trace`, the child also reports tracemalloc's peak (and runs slower)."""
     out = tempfile.mkdtemp(prefix="viubench-bench-mem-")
@@ -380,7 +397,8 @@ def peak_rss_of_build(videos: str, limit: int, workers: int, decoder: str = "pya
         log = os.path.join(out, "child.log")
         launched = subprocess.run(
             [sys.executable, "-c", LAUNCHER, log, sys.executable, "-c", CHILD, videos,
-             os.path.join(out, "testset"), str(limit), str(workers), decoder] + ["trace"] * trace,
+             os.path.join(out, "testset"), str(limit), str(workers), decoder, str(max_pixels)]
+            + ["trace"] * trace,
             capture_output=True, text=True, check=True)
         result = json.loads(launched.stdout)
         with open(log, encoding="utf-8") as handle:
@@ -456,6 +474,219 @@ def memory_of_build(label: str, videos: str, count: int, workers: int, decoder: 
     return peak
 
 
+# ---------------------------------------------------------------- part 3: long and large videos
+
+SETTINGS = (("viubench 512²", 512 * 512), ("training 256²", 256 * 256))
+BEST_RATIO = 1.2        # build / best bare decode of the same frames, every case of part 3
+ALL_FRAMES_RATIO = 0.5  # viubench suite on the 10-minute 1080p clip / decoding every frame
+MEMORY_MB = 300         # peak RSS of a one-worker build of 8K input (MB = 10^6 bytes)
+
+
+@dataclass(frozen=True)
+class Case:
+    """One timed build: a clip under one frame-area bound, and the frames its build decodes."""
+
+    clip: _long_videos.LongClip
+    setting: str
+    spec: BuildSpec
+    indices: tuple[int, ...]     # the union of the samples' frames.indices
+    size: tuple[int, int]        # their frames.size
+    strategy: str                # how the build reached them (frames.decode; absent: "all")
+
+    @property
+    def name(self) -> str:
+        return f"{self.clip.label}, {self.setting}"
+
+
+def planned_case(clip: _long_videos.LongClip, setting: str, max_pixels: int,
+                 scratch: str) -> Case:
+    """The frames a build of `clip` decodes, read from the samples of one untimed build (which
+    also warms the page cache and the imports)."""
+    spec = viubench_spec(clip.folder(), "pyav", max_pixels)
+    out = tempfile.mkdtemp(prefix="viubench-bench-plan-", dir=scratch)
+    try:
+        build(spec, out)
+        frames = [sample["frames"] for sample in iter_samples(out)]
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    sizes = {tuple(record["size"]) for record in frames}
+    ways = {record.get("decode", "all") for record in frames}
+    if len(sizes) != 1 or len(ways) != 1:
+        raise RuntimeError(f"{clip.label}: expected one frame size and one decode strategy,"
+                           f" found {sizes} and {ways}")
+    indices = tuple(sorted({index for record in frames for index in record["indices"]}))
+    return Case(clip, setting, spec, indices, sizes.pop(), ways.pop())
+
+
+def bare_decode(case: Case, strategy: str) -> tuple[float, str, np.ndarray]:
+    """Seconds to probe the clip and decode the case's frames with PyAV by `strategy`
+    ("all" or "seek"), how they were reached, and the frames."""
+    started = time.perf_counter()
+    info = probe(case.clip.path())
+    frames, how = decode_frames(info, list(case.indices), case.size, "pyav", strategy)
+    return time.perf_counter() - started, how, frames
+
+
+def probe_and_hash(path: str) -> tuple[float, float]:
+    """Seconds of the two passes over the file a build makes before decoding."""
+    started = time.perf_counter()
+    probe(path)
+    probed = time.perf_counter()
+    file_hash(path)
+    return probed - started, time.perf_counter() - probed
+
+
+def long_rounds(cases: list[Case], repeat: int, scratch: str) -> tuple[dict, dict]:
+    """Every job once per round, rotated each round: per case a build, decode-all and seek;
+    per clip the probe and hash passes. Returns the runs per job, and per case whether seek's
+    frames equal decode-all's (compared in the first round)."""
+    clips = list(dict.fromkeys(case.clip for case in cases))
+    jobs = [(kind, number) for number in range(len(cases)) for kind in ("build", "all", "seek")]
+    jobs += [("split", number) for number in range(len(clips))]
+    runs: dict[tuple[str, int], list] = {job: [] for job in jobs}
+    first: dict[tuple[str, int], np.ndarray] = {}
+    identical: dict[int, bool] = {}
+    for round_number in range(repeat):
+        shift = round_number % len(jobs)
+        for kind, number in jobs[shift:] + jobs[:shift]:
+            if kind == "build":
+                run = timed_build(cases[number].spec, 1, scratch)
+                runs[kind, number].append((run[0], run[1]))
+            elif kind == "split":
+                runs[kind, number].append(probe_and_hash(clips[number].path()))
+            else:
+                seconds, how, frames = bare_decode(cases[number], kind)
+                runs[kind, number].append((seconds, how))
+                if round_number == 0:
+                    first[kind, number] = frames
+                if ("all", number) in first and ("seek", number) in first:
+                    identical[number] = bool(np.array_equal(first.pop(("all", number)),
+                                                            first.pop(("seek", number))))
+    return runs, identical
+
+
+def _median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def print_clips(clips: list[_long_videos.LongClip]) -> None:
+    print(f"  clips: bigbuckbunny looped forwards and back, scaled, libx264"
+          f" {' '.join(f'{k} {v}' for k, v in _long_videos.ENCODER.items())},"
+          f" {_long_videos.FPS} fps, x264's default keyframe interval (250) and scene cuts")
+    for clip in clips:
+        info = probe(clip.path())
+        keys = len(info.frames.keys) if info.frames else 0
+        megabytes = os.path.getsize(clip.path()) / 2**20
+        print(f"    {clip.label:14s} {info.width}x{info.height} {info.frame_count:6d} frames"
+              f" ({info.duration:.0f} s), {keys} keyframes (one every"
+              f" {info.frame_count / max(keys, 1):.0f} frames on average), {megabytes:.0f} MiB"
+              f" ({8 * megabytes * 2**20 / 1e6 / info.duration:.1f} Mbit/s)")
+
+
+def print_long_table(cases: list[Case], runs: dict, identical: dict) -> dict[int, dict]:
+    """The side-by-side table; returns per case the medians used for the targets."""
+    print(f"\n  {'case':32s} {'frames':>6s} {'size':>8s} {'build by':>8s}"
+          f" {'build':>7s} {'all':>7s} {'seek':>7s}   build/best   build/all   seek=all")
+    figures = {}
+    for number, case in enumerate(cases):
+        build_s = _median([run[0] for run in runs["build", number]])
+        all_s = _median([run[0] for run in runs["all", number]])
+        seek_s = _median([run[0] for run in runs["seek", number]])
+        hows = {run[1] for run in runs["seek", number]}
+        best = min(all_s, seek_s)
+        figures[number] = {"build": build_s, "all": all_s, "seek": seek_s, "best": best}
+        seek_note = "" if hows == {"seek"} else f" (seek fell back: {sorted(hows)})"
+        print(f"  {case.name:32s} {len(case.indices):6d} {f'{case.size[0]}x{case.size[1]}':>8s}"
+              f" {case.strategy:>8s} {build_s:7.2f} {all_s:7.2f} {seek_s:7.2f}"
+              f"   {build_s / best:9.2f}x   {build_s / all_s:8.2f}x"
+              f"   {'yes' if identical.get(number) else 'NO'}{seek_note}")
+    print("  (seconds, medians; all / seek: probe + PyAV decode_frames of exactly the build's"
+          " frames, decoding every frame / seeking to the keyframe before each far one;"
+          " best = the faster; seek=all: the same pixels)")
+    for number, case in enumerate(cases):
+        print(f"    rounds {case.name:32s} build "
+              + " ".join(f"{run[0]:.2f}" for run in runs["build", number])
+              + " | all " + " ".join(f"{run[0]:.2f}" for run in runs["all", number])
+              + " | seek " + " ".join(f"{run[0]:.2f}" for run in runs["seek", number]))
+    return figures
+
+
+def print_long_breakdown(cases: list[Case], runs: dict, figures: dict) -> None:
+    clips = list(dict.fromkeys(case.clip for case in cases))
+    print("\n  where build time goes (the median build's build.json timings; probe and hash"
+          " timed apart in the same rounds; frames = decode - probe - hash):")
+    for number, case in enumerate(cases):
+        builds = sorted(runs["build", number], key=lambda run: run[0])
+        wall, summary = builds[(len(builds) - 1) // 2]
+        timings = summary["timings"]
+        decode_s, render_s = timings.get("decode", 0.0), timings.get("render", 0.0)
+        split = runs["split", clips.index(case.clip)]
+        probe_s = _median([run[0] for run in split])
+        hash_s = _median([run[1] for run in split])
+        bare = figures[number]["best"] - probe_s
+        print(f"    {case.name:32s} {wall:6.2f} s = decode {decode_s:6.2f} (probe {probe_s:.2f}"
+              f" + hash {hash_s:.2f} + frames {decode_s - probe_s - hash_s:.2f}; bare best"
+              f" {bare:.2f}) + render {render_s:.2f}"
+              f" + other {max(wall - decode_s - render_s, 0.0):.2f}")
+
+
+def print_long_targets(cases: list[Case], figures: dict, ten_minutes: bool,
+                       memory_8k: dict[str, float]) -> None:
+    print("\n  TARGETS")
+    for number, case in enumerate(cases):
+        ratio = figures[number]["build"] / figures[number]["best"]
+        print(f"    build / best bare decode, {case.name:32s} {ratio:5.2f}x  <= {BEST_RATIO}x"
+              f"   {'PASS' if ratio <= BEST_RATIO else 'FAIL'}")
+    for number, case in enumerate(cases):
+        if case.clip.width == 1920 and case.spec.max_pixels == 512 * 512:
+            ratio = figures[number]["build"] / figures[number]["all"]
+            length = "" if ten_minutes else "  (the target names a 10-minute clip)"
+            print(f"    build / decoding every frame, {case.name:27s} {ratio:5.2f}x"
+                  f"  <= {ALL_FRAMES_RATIO}x   {'PASS' if ratio <= ALL_FRAMES_RATIO else 'FAIL'}"
+                  f"{length}")
+    for setting, megabytes in memory_8k.items():
+        print(f"    peak RSS per worker, 8K input, {setting:26s} {megabytes:5.0f} MB"
+              f"  <= {MEMORY_MB} MB   {'PASS' if megabytes <= MEMORY_MB else 'FAIL'}")
+
+
+def long_memory(clips: list[_long_videos.LongClip]) -> dict[str, float]:
+    """Peak RSS of a one-worker build (fresh subprocess) of each clip under each setting;
+    returns the 8K clip's, in MB per setting."""
+    print("\n  peak RSS of a build (workers=1, --decoder pyav, a fresh subprocess each):")
+    baseline = peak_rss_of_build("-", 0, 1)[0] * 2**20 / 1e6
+    print(f"    interpreter + everything a build imports        {baseline:6.0f} MB")
+    memory_8k = {}
+    for clip in clips:
+        for setting, max_pixels in SETTINGS:
+            peak, seconds, text = peak_rss_of_build(clip.folder(), 0, 1, "pyav",
+                                                    max_pixels=max_pixels)
+            megabytes = peak * 2**20 / 1e6
+            ok, samples, _ = text.split()[-3:]
+            if clip.width * clip.height >= 7680 * 4320:
+                memory_8k[setting] = megabytes
+            print(f"    {f'{clip.label}, {setting}':32s} {megabytes:6.0f} MB"
+                  f"  ({samples} samples, {seconds:5.1f} s with the interpreter's start)")
+    return memory_8k
+
+
+def part3(long_seconds: int, repeat: int, scratch: str) -> None:
+    print(f"\nPart 3: long and high-resolution clips: a build (viubench suite, seed 0, one"
+          f" sample per variant, --decoder pyav, workers=1, into {scratch}) against the best"
+          f" bare PyAV decode of the same frames; median of {repeat} interleaved rounds")
+    timed_clips = [_long_videos.clip_1080p(long_seconds), _long_videos.CLIP_4K]
+    clips = timed_clips + [_long_videos.CLIP_8K]
+    for clip in clips:
+        _long_videos.ensure(clip, log=print)
+    print_clips(clips)
+    cases = [planned_case(clip, setting, max_pixels, scratch)
+             for clip in timed_clips for setting, max_pixels in SETTINGS]
+    runs, identical = long_rounds(cases, repeat, scratch)
+    figures = print_long_table(cases, runs, identical)
+    print_long_breakdown(cases, runs, figures)
+    memory_8k = long_memory(clips)
+    print_long_targets(cases, figures, long_seconds == 600, memory_8k)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--videos", default=None,
@@ -472,7 +703,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="RAM-backed folder for the build the target is judged on, so the"
                              " disk's file-creation cost (printed beside it) does not swing the"
                              " ratio; '' to judge the disk build (default /dev/shm if writable)")
+    parser.add_argument("--parts", default="1,2",
+                        help="which parts to run, comma-separated (default 1,2; 3: long and"
+                             " high-resolution clips, issue 17)")
+    parser.add_argument("--long-seconds", type=int, default=600,
+                        help="part 3: length of the 1080p clip (default 600, a 10-minute clip)")
     args = parser.parse_args(argv)
+    parts = set(args.parts.split(","))
+    if not parts or parts - {"1", "2", "3"}:
+        parser.error(f"--parts: a comma-separated subset of 1,2,3, not {args.parts!r}")
     os.makedirs(args.scratch, exist_ok=True)
     tempfile.tempdir = os.path.abspath(args.scratch)  # this script's temp folders go there
     scratches = {"disk": tempfile.tempdir}
@@ -482,8 +721,12 @@ def main(argv: list[str] | None = None) -> int:
     videos = os.path.abspath(args.videos) if args.videos else default
     started = time.perf_counter()
     print(f"viubench build speed  (python {sys.version.split()[0]}, {os.cpu_count()} CPUs)\n")
-    part1(videos, args.workers, max(1, args.repeat), args.decoder, scratches)
-    part2(args.workers, args.decoder)
+    if "1" in parts:
+        part1(videos, args.workers, max(1, args.repeat), args.decoder, scratches)
+    if "2" in parts:
+        part2(args.workers, args.decoder)
+    if "3" in parts:
+        part3(args.long_seconds, max(1, args.repeat), next(iter(scratches.values())))
     print(f"\n(total bench time {time.perf_counter() - started:.0f} s)")
     return 0
 
