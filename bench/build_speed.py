@@ -492,6 +492,7 @@ class Case:
     indices: tuple[int, ...]     # the union of the samples' frames.indices
     size: tuple[int, int]        # their frames.size
     strategy: str                # how the build reached them (frames.decode; absent: "all")
+    frame_count: int             # the video's frames (video.frame_count)
 
     @property
     def name(self) -> str:
@@ -506,16 +507,18 @@ def planned_case(clip: _long_videos.LongClip, setting: str, max_pixels: int,
     out = tempfile.mkdtemp(prefix="viubench-bench-plan-", dir=scratch)
     try:
         build(spec, out)
-        frames = [sample["frames"] for sample in iter_samples(out)]
+        samples = list(iter_samples(out))
     finally:
         shutil.rmtree(out, ignore_errors=True)
+    frames = [sample["frames"] for sample in samples]
     sizes = {tuple(record["size"]) for record in frames}
     ways = {record.get("decode", "all") for record in frames}
     if len(sizes) != 1 or len(ways) != 1:
         raise RuntimeError(f"{clip.label}: expected one frame size and one decode strategy,"
                            f" found {sizes} and {ways}")
     indices = tuple(sorted({index for record in frames for index in record["indices"]}))
-    return Case(clip, setting, spec, indices, sizes.pop(), ways.pop())
+    return Case(clip, setting, spec, indices, sizes.pop(), ways.pop(),
+                samples[0]["video"]["frame_count"])
 
 
 def bare_decode(case: Case, strategy: str) -> tuple[float, str, np.ndarray]:
@@ -585,7 +588,7 @@ def print_clips(clips: list[_long_videos.LongClip]) -> None:
 
 def print_long_table(cases: list[Case], runs: dict, identical: dict) -> dict[int, dict]:
     """The side-by-side table; returns per case the medians used for the targets."""
-    print(f"\n  {'case':32s} {'frames':>6s} {'size':>8s} {'build by':>8s}"
+    print(f"\n  {'case':32s} {'frames':>6s} {'last':>11s} {'size':>8s} {'build by':>8s}"
           f" {'build':>7s} {'all':>7s} {'seek':>7s}   build/best   build/all   seek=all")
     figures = {}
     for number, case in enumerate(cases):
@@ -596,13 +599,16 @@ def print_long_table(cases: list[Case], runs: dict, identical: dict) -> dict[int
         best = min(all_s, seek_s)
         figures[number] = {"build": build_s, "all": all_s, "seek": seek_s, "best": best}
         seek_note = "" if hows == {"seek"} else f" (seek fell back: {sorted(hows)})"
-        print(f"  {case.name:32s} {len(case.indices):6d} {f'{case.size[0]}x{case.size[1]}':>8s}"
+        last = f"{case.indices[-1] + 1}/{case.frame_count}"
+        print(f"  {case.name:32s} {len(case.indices):6d} {last:>11s}"
+              f" {f'{case.size[0]}x{case.size[1]}':>8s}"
               f" {case.strategy:>8s} {build_s:7.2f} {all_s:7.2f} {seek_s:7.2f}"
               f"   {build_s / best:9.2f}x   {build_s / all_s:8.2f}x"
               f"   {'yes' if identical.get(number) else 'NO'}{seek_note}")
-    print("  (seconds, medians; all / seek: probe + PyAV decode_frames of exactly the build's"
-          " frames, decoding every frame / seeking to the keyframe before each far one;"
-          " best = the faster; seek=all: the same pixels)")
+    print("  (seconds, medians; frames: how many the build decodes; last: the frames up to the"
+          " last of them, of all; all / seek: probe + PyAV decode_frames of exactly those"
+          " frames, decoding every frame to the end / seeking to the keyframe before each far"
+          " one and stopping at the last; best = the faster; seek=all: the same pixels)")
     for number, case in enumerate(cases):
         print(f"    rounds {case.name:32s} build "
               + " ".join(f"{run[0]:.2f}" for run in runs["build", number])
@@ -613,8 +619,10 @@ def print_long_table(cases: list[Case], runs: dict, identical: dict) -> dict[int
 
 def print_long_breakdown(cases: list[Case], runs: dict, figures: dict) -> None:
     clips = list(dict.fromkeys(case.clip for case in cases))
-    print("\n  where build time goes (the median build's build.json timings; probe and hash"
-          " timed apart in the same rounds; frames = decode - probe - hash):")
+    print("\n  where build time goes (the median build's build.json timings: decode = probe +"
+          " frames, as the driver hashes the video before dispatching it; render; other = the"
+          " rest of the wall time, the driver's hash included; probe and hash timed apart in"
+          " the same rounds; bare = the best bare decode without its probe):")
     for number, case in enumerate(cases):
         builds = sorted(runs["build", number], key=lambda run: run[0])
         wall, summary = builds[(len(builds) - 1) // 2]
@@ -624,10 +632,9 @@ def print_long_breakdown(cases: list[Case], runs: dict, figures: dict) -> None:
         probe_s = _median([run[0] for run in split])
         hash_s = _median([run[1] for run in split])
         bare = figures[number]["best"] - probe_s
-        print(f"    {case.name:32s} {wall:6.2f} s = decode {decode_s:6.2f} (probe {probe_s:.2f}"
-              f" + hash {hash_s:.2f} + frames {decode_s - probe_s - hash_s:.2f}; bare best"
-              f" {bare:.2f}) + render {render_s:.2f}"
-              f" + other {max(wall - decode_s - render_s, 0.0):.2f}")
+        print(f"    {case.name:32s} {wall:6.2f} s = decode {decode_s:5.2f} (probe {probe_s:.2f}"
+              f" + frames {decode_s - probe_s:5.2f}; bare {bare:5.2f}) + render {render_s:.2f}"
+              f" + other {max(wall - decode_s - render_s, 0.0):.2f} (hash {hash_s:.2f})")
 
 
 def print_long_targets(cases: list[Case], figures: dict, ten_minutes: bool,
