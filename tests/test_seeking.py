@@ -17,7 +17,7 @@ from viubench.build import BuildSpec, build
 from viubench.seeking import FrameIndex, seek_plan
 from viubench.testset import SAMPLES
 from viubench.verify import verify
-from viubench.video import decode_frames, probe
+from viubench.video import VideoError, decode_frames, probe
 
 SIZE = (160, 96)
 # name -> writer of a 300-frame clip with several GOPs
@@ -93,6 +93,19 @@ def test_a_seek_that_misses_decodes_every_frame_instead(long_clips):
     frames, how = decode_frames(lying, targets, SIZE, "pyav", "seek")
     assert how == "all"
     assert np.array_equal(frames, decode_frames(info, targets, SIZE, "pyav", "all")[0])
+
+
+def test_decoding_from_the_start_stops_at_the_last_frame_needed(tmp_path):
+    """A clip damaged in its middle: the frames before the damage come out (decoding ends at
+    the last one wanted, as the timestamps place every frame); one past it is an error."""
+    clean = probe(cm.h264_mp4(str(tmp_path / "clean.mp4"), seed=14))
+    damaged = probe(cm.corrupt_mp4(str(tmp_path / "damaged.mp4")))
+    early = [2, 5, 10]
+    frames, how = decode_frames(damaged, early, SIZE, "pyav", "all")
+    assert how == "all"
+    assert np.array_equal(frames, decode_frames(clean, early, SIZE, "pyav", "all")[0])
+    with pytest.raises(VideoError, match="decoding failed"):
+        decode_frames(damaged, [*early, 90], SIZE, "pyav", "all")
 
 
 def test_a_build_records_seeking_and_verify_re_derives_it(long_clips, tmp_path):

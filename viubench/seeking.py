@@ -4,9 +4,10 @@ The demux pass that counts a video's frames (`video.probe`) also notes every fra
 presentation timestamp and which frames are keyframes (`FrameIndex`). To decode sorted target
 frames, `seek_plan` walks them in order: when the last keyframe at or before the next target
 lies beyond the frame decoded last, the decoder seeks to that keyframe (GOP-aware: everything
-between is skipped), else it decodes on. The plan is used only when it decodes at most
-SEEK_WORTH of the frames a decode of every frame would (so dense sampling, MVP's 1 fps on short
-GOPs, or a clip of one GOP decode from the start as before).
+between is skipped), else it decodes on. The plan is used only when it seeks at least once and
+decodes at most SEEK_WORTH of the frames a decode of every frame would; otherwise (dense
+sampling, MVP's 1 fps on short GOPs, a clip of one GOP) the video is decoded from the start,
+which also stops at the last frame needed when the timestamps place every frame.
 
 Decoding from a keyframe gives the same pixels as decoding from the start (tested against
 decode-all on H.264 with B-frames and open GOPs, HEVC, VP9, AV1, MPEG-4, MJPEG and VFR clips).
@@ -80,7 +81,7 @@ def seek_plan(index: FrameIndex | None, targets: Sequence[int], frame_count: int
             decoded += target - position
         position = target
     if not always and (decoded > SEEK_WORTH * frame_count or max(plan) < 0):
-        return None      # (without a seek, decoding every frame also checks their count)
+        return None      # decoding from the start (to the last frame needed) is as cheap
     return plan
 
 

@@ -398,7 +398,9 @@ def _decode_pyav(info: VideoInfo, indices: Sequence[int], size: tuple[int, int],
             if seeking:
                 decode_seeking(container, stream, seeking[0], indices, seeking[1], take)
             else:
-                _decode_every(container, stream, indices, info.frame_count, take)
+                exact = info.frames is not None and len(info.frames.pts) == info.frame_count
+                _decode_every(container, stream, indices, info.frame_count, take,
+                              stop_after_last=exact)
     except av.FFmpegError as error:
         raise VideoError(f"decoding failed: {error}") from error
     if found != len(indices):
@@ -418,18 +420,24 @@ def decoder_threads(width: int, height: int) -> int | None:
     return max(1, fitting) if fitting < (os.cpu_count() or 1) + 1 else None
 
 
-def _decode_every(container, stream, indices: Sequence[int], frame_count: int, take) -> None:
-    """Decode every frame from the start, handing `take` the wanted ones; FrameCountMismatch
-    when the frames are not as many as the demuxer counted."""
+def _decode_every(container, stream, indices: Sequence[int], frame_count: int, take,
+                  stop_after_last: bool = False) -> None:
+    """Decode from the start, handing `take` the wanted frames; FrameCountMismatch when the
+    frames are not as many as the demuxer counted. With `stop_after_last` (the demuxer's
+    timestamps placed every frame) decoding ends at the last wanted frame, and the count is
+    checked only as far as that: a stream that ends before it is a mismatch."""
     import av
 
     wanted = {index: slot for slot, index in enumerate(indices)}
+    last = max(wanted, default=-1)
     decoded = 0
     try:
         for decoded, frame in enumerate(container.decode(stream), start=1):
             slot = wanted.get(decoded - 1)
             if slot is not None:
                 take(slot, frame)
+            if stop_after_last and decoded - 1 == last:
+                return
     except av.FFmpegError as error:
         raise VideoError(f"decoding failed after frame {decoded}: {error}") from error
     if decoded != frame_count:
