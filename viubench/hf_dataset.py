@@ -26,13 +26,14 @@ path, every file's sha256, which media the samples name and the sha256 of sample
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import itertools
 import os
 import re
 import shutil
 from collections import Counter
-from typing import Any
+from typing import Any, Iterator
 
 from .records import canonical_json, write_json
 from .testset import (BUILD, SAMPLES, VIDEOS, SampleRecord, SetMedia, iter_samples,
@@ -100,14 +101,8 @@ def export_hf(testset: str, out: str, limit: int | None = None) -> dict[str, Any
     text. Returns the counts recorded in viubench/export.json."""
     load_build(testset)
     _check_export_out(out)
-    work = work_folder(out)
-    try:
-        summary = _write_export(testset, work, limit)
-        move_into_place(work, out)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
-    return summary
+    with folder_in_place(out) as work:
+        return _write_export(testset, work, limit)
 
 
 def _check_export_out(out: str) -> None:
@@ -122,14 +117,21 @@ def _check_export_out(out: str) -> None:
                              " a new or empty folder")
 
 
-def work_folder(out: str) -> str:
-    """A new folder beside `out` to write in (a crash never leaves half a folder at `out`)."""
+@contextlib.contextmanager
+def folder_in_place(out: str) -> Iterator[str]:
+    """A new folder beside `out` to write in, moved to `out` when the block ends without error
+    and removed when it fails (a crash never leaves half a folder at `out`)."""
     work = f"{os.path.abspath(out)}.partial-{os.getpid()}"
     os.makedirs(work)
-    return work
+    try:
+        yield work
+        _move_into_place(work, out)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
 
 
-def move_into_place(work: str, out: str) -> None:
+def _move_into_place(work: str, out: str) -> None:
     if os.path.isdir(out) and os.listdir(out):
         old = out.rstrip(os.sep) + ".replaced"
         os.replace(out, old)

@@ -18,7 +18,7 @@ import stat
 from typing import Any, Iterator
 
 from .hf_dataset import (CARD, DATA, EXTRA, FORMAT, FORMAT_VERSION, MARKER, MAX_VIDEOS_BYTES,
-                         HfDatasetError, move_into_place, work_folder)
+                         HfDatasetError, folder_in_place)
 from .records import read_json, read_jsonl
 from .testset import (BUILD, MAX_BUILD_BYTES, MAX_MEDIA_BYTES, MAX_SAMPLE_BYTES, SAMPLES, VIDEOS,
                       iter_samples, load_build, media_paths)
@@ -45,13 +45,8 @@ def import_hf(source: str, out: str) -> dict[str, Any]:
 
 def _import_folder(folder: str, out: str) -> dict[str, Any]:
     summary = _read_marker(folder)
-    work = work_folder(out)
-    try:
+    with folder_in_place(out) as work:
         _write_testset(folder, work, summary)
-        move_into_place(work, out)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
     return summary
 
 

@@ -188,13 +188,14 @@ def _clear_out(out: str) -> None:
         raise LmmsExportError(f"{out}: exists and is not a folder")
     if not os.path.isdir(out) or not os.listdir(out):
         return
-    earlier = list(_earlier_files(out))
-    for name in earlier:
+    manifest = _earlier_manifest(out)
+    for name in list(_earlier_files(out, manifest)):
         path = os.path.join(out, name)
         if os.path.isfile(path) and not os.path.islink(path):
             os.remove(path)
     frames = os.path.join(out, MEDIA)
-    if _earlier_extracted(out) and os.path.isdir(frames) and not os.path.islink(frames):
+    extracted = manifest.get("frames") == MEDIA   # a packed set's frames, extracted here
+    if extracted and os.path.isdir(frames) and not os.path.islink(frames):
         shutil.rmtree(frames)
     os.remove(os.path.join(out, MANIFEST))
     if os.path.isdir(os.path.join(out, DOCS)) and not os.listdir(os.path.join(out, DOCS)):
@@ -219,15 +220,10 @@ def _earlier_manifest(out: str) -> dict[str, Any]:
     return manifest
 
 
-def _earlier_extracted(out: str) -> bool:
-    """Whether the earlier export extracted a packed set's frames into `out/media`."""
-    return _earlier_manifest(out).get("frames") == MEDIA
-
-
-def _earlier_files(out: str) -> Iterator[str]:
-    """The files an earlier lmms-eval export into `out` wrote (named in its manifest)."""
+def _earlier_files(out: str, manifest: dict[str, Any]) -> Iterator[str]:
+    """The files an earlier lmms-eval export into `out` wrote (named in its `manifest`)."""
     path = os.path.join(out, MANIFEST)
-    files = _earlier_manifest(out).get("files")
+    files = manifest.get("files")
     if not isinstance(files, list):
         raise LmmsExportError(f"{path}: not an lmms-eval export's manifest")
     for name in files:

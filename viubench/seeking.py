@@ -46,6 +46,11 @@ class FrameIndex:
             return None
         return cls(pts, keys)
 
+    def places(self, frame_count: int) -> bool:
+        """Whether the index places each of the video's `frame_count` frames (it may not after
+        decoding found another count than the demuxer)."""
+        return len(self.pts) == frame_count
+
     def key_before(self, index: int) -> int:
         """The last keyframe at or before frame `index` (presentation order)."""
         low, high = 0, len(self.keys) - 1
@@ -68,7 +73,7 @@ def seek_plan(index: FrameIndex | None, targets: Sequence[int], frame_count: int
     """The keyframe to seek to before each target (-1: decode on from the last target), or
     None when there is no usable index or, unless `always`, when decoding every frame is
     about as cheap (dense sampling; short GOPs' seek overhead)."""
-    if index is None or len(index.pts) != frame_count:
+    if index is None or not index.places(frame_count):
         return None
     plan, decoded, position = [], 0, -1
     for target in targets:

@@ -398,7 +398,7 @@ def _decode_pyav(info: VideoInfo, indices: Sequence[int], size: tuple[int, int],
             if seeking:
                 decode_seeking(container, stream, seeking[0], indices, seeking[1], take)
             else:
-                exact = info.frames is not None and len(info.frames.pts) == info.frame_count
+                exact = info.frames is not None and info.frames.places(info.frame_count)
                 _decode_every(container, stream, indices, info.frame_count, take,
                               stop_after_last=exact)
     except av.FFmpegError as error:
