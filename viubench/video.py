@@ -206,52 +206,74 @@ def _folder_problem(path: str, link: bool) -> str:
 
 def probe(path: str) -> VideoInfo:
     """Open `path`, find its video stream and count its frames by demuxing; decode the first
-    frame only for its display rotation."""
+    frame only for its display rotation (in the same pass)."""
     import av
 
     check_regular_file(path)
     if os.path.getsize(path) == 0:
         raise VideoError("empty file (0 bytes)")
     try:
-        with av.open(path) as container:
-            if not container.streams.video:
-                kinds = ", ".join(sorted({str(s.type) for s in container.streams})) or "none"
-                raise VideoError(f"no video stream (streams found: {kinds})")
-            stream = container.streams.video[0]
-            count, span, index = _demux_count(container, stream)
-            fps = float(stream.average_rate or stream.guessed_rate or 0)
-            duration = _duration(stream, container, count, fps)
-            if span and fps > 0 and span < duration - 2 / fps:
-                duration = span   # the header promises frames the file no longer holds
-            fps = _frame_rate(count, fps, duration)
-            # The codec's canonical name ("av1"), not the decoder's ("libdav1d").
-            codec = stream.codec_context.codec.canonical_name
-            width, height = stream.width, stream.height
-        rotation = _first_frame_rotation(path) if count else 0
+        info = _probe_container(av.open(path), path)
     except av.FFmpegError as error:
         raise VideoError(f"PyAV cannot read it: {error}") from error
-    if rotation in (90, 270):
-        width, height = height, width
-    info = VideoInfo(path, codec, width, height, count, fps, duration, rotation, index)
+    finally:
+        # Reading the first frame's side data tied it in a reference cycle; it and everything
+        # it held are young, so collecting the young generations frees its pictures cheaply.
+        gc.collect(1)
     if info.frame_count == 0 or info.width == 0:
         raise VideoError("the video stream holds no frames")
     return info
 
 
-def _first_frame_rotation(path: str) -> int:
-    """The display rotation of the video's first decodable frame (0 if none decodes: the
-    decode proper then reports why)."""
-    import av
+def _probe_container(container, path: str) -> VideoInfo:
+    with container:
+        if not container.streams.video:
+            kinds = ", ".join(sorted({str(s.type) for s in container.streams})) or "none"
+            raise VideoError(f"no video stream (streams found: {kinds})")
+        stream = container.streams.video[0]
+        first = _FirstFrameRotation(stream.codec_context)
+        count, span, index = _demux_count(container, stream, first)
+        fps = float(stream.average_rate or stream.guessed_rate or 0)
+        duration = _duration(stream, container, count, fps)
+        if span and fps > 0 and span < duration - 2 / fps:
+            duration = span   # the header promises frames the file no longer holds
+        fps = _frame_rate(count, fps, duration)
+        # The codec's canonical name ("av1"), not the decoder's ("libdav1d").
+        codec = stream.codec_context.codec.canonical_name
+        width, height = stream.width, stream.height
+        rotation = first.finish() if count else 0
+    if rotation in (90, 270):
+        width, height = height, width
+    return VideoInfo(path, codec, width, height, count, fps, duration, rotation, index)
 
-    with av.open(path) as container:
+
+class _FirstFrameRotation:
+    """The display rotation of the stream's first decodable frame, found by decoding the demux
+    pass's packets until one frame comes out (0 if none decodes: the decode proper then reports
+    why)."""
+
+    def __init__(self, codec_context) -> None:
+        self.codec_context = codec_context
+        self.rotation: int | None = None
+        self.failed = False
+
+    def feed(self, packet) -> None:
+        """Decode `packet` (None: drain the decoder) unless the rotation is known."""
+        import av
+
+        if self.rotation is not None or self.failed:
+            return
         try:
-            frame = next(container.decode(container.streams.video[0]), None)
+            frames = self.codec_context.decode(packet)
         except av.FFmpegError:
-            return 0
-    rotation = 0 if frame is None else frame_rotation(frame)
-    del frame
-    gc.collect()    # reading side data ties the frame in a reference cycle: free its pictures
-    return rotation
+            self.failed = True
+            return
+        if frames:
+            self.rotation = frame_rotation(frames[0])
+
+    def finish(self) -> int:
+        self.feed(None)
+        return self.rotation or 0
 
 
 def frame_rotation(frame) -> int:
@@ -279,9 +301,11 @@ def frame_rotation(frame) -> int:
     return quarter % 360
 
 
-def _demux_count(container, stream) -> tuple[int, float, FrameIndex | None]:
+def _demux_count(container, stream, first_frame: _FirstFrameRotation
+                 ) -> tuple[int, float, FrameIndex | None]:
     """(packets holding data, seconds from the first packet's start to the last one's end, 0
-    where the packets carry no timestamps, the frames' `FrameIndex`)."""
+    where the packets carry no timestamps, the frames' `FrameIndex`); the packets are fed to
+    `first_frame` until it has the first frame's rotation."""
     count, first, end = 0, None, None
     packets: list[tuple[int | None, bool]] = []
     for packet in container.demux(stream):
@@ -289,6 +313,7 @@ def _demux_count(container, stream) -> tuple[int, float, FrameIndex | None]:
             continue
         count += 1
         packets.append((packet.pts, bool(packet.is_keyframe)))
+        first_frame.feed(packet)
         if packet.pts is not None:
             first = packet.pts if first is None else min(first, packet.pts)
             finish = packet.pts + (packet.duration or 0)
@@ -379,7 +404,7 @@ def _decode_pyav(info: VideoInfo, indices: Sequence[int], size: tuple[int, int],
 
     def take(slot: int, frame) -> None:
         nonlocal found
-        turned = frame.rotation % 360     # (not `frame_rotation`: see _first_frame_rotation)
+        turned = frame.rotation % 360     # (not `frame_rotation`: see probe)
         if turned != info.rotation:
             raise VideoError(f"the display rotation changes at frame {indices[slot]}"
                              f" ({turned} degrees where the first frame has {info.rotation})")
