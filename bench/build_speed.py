@@ -3,18 +3,24 @@
     python bench/build_speed.py [--videos DIR] [--workers N] [--repeat R] [--decoder D]
     python bench/build_speed.py --parts 3 [--repeat R] [--long-seconds S]     (part 3 only)
 
-Part 1 times, side by side on the same videos (median of R interleaved rounds):
+Part 1 times, side by side on the same videos (median of R interleaved rounds), at the
+`viubench` suite's 512² frame bound and again at the training setting's 256²:
   * a full `viubench`-suite build (seed 0, one sample per variant per video, `--decoder auto`
     unless told otherwise) into a fresh folder in RAM (/dev/shm) and one on disk, and the
     file system alone creating the same media files in each (some VM disks take ~0.6 ms of
-    kernel time per new file, which would otherwise swamp viubench's own cost), and
+    kernel time per new file, which would otherwise swamp viubench's own cost),
   * probe + decode of exactly the 48 protocol frames at the build's output size with
     (a) viubench.video.decode(backend="pyav")  (what a `--decoder pyav` build runs),
     (b) decord VideoReader(width, height) + get_batch,
     (c) a minimal PyAV loop converting only the wanted frames (same AREA scaling as (a), so its
-        pixels are identical; it stops after the last wanted frame),
-  and prints build (into RAM) / fastest decode against the target (<= 1.5x), the same ratio
-  for the disk build, and where build time goes.
+        pixels are identical; it stops after the last wanted frame), and
+  * JPEG-encoding the build's frames alone (its media files decoded back to pixels, untimed,
+    then encoded one after another as the build encodes them),
+  and prints build (into RAM) / fastest decode against the target (<= 1.2x), the same ratio
+  for the disk build, the CPU seconds of each (process CPU, all threads) and the FLOOR: the
+  build's CPU spread over every CPU of the machine, the least wall time any schedule of the
+  build's work could take (when it is over the target, only less work per frame can meet it),
+  and where build time goes.
 Part 2 runs builds (same --decoder), each in a fresh subprocess, over the first 5, 10, 25 and
 all 50 of 50 distinct videos and over the 5 of them with the largest frames, and prints peak RSS
 and, from a traced run, the peak of Python + numpy allocations. Flat: the 50-video peak RSS
@@ -39,8 +45,11 @@ for 8K input. Encoding the clips the first time takes about 10 minutes on 2 CPUs
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import functools
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -56,15 +65,17 @@ import _long_videos  # noqa: E402
 import _videos  # noqa: E402
 
 from viubench.build import BuildSpec, build, discover  # noqa: E402
+from viubench.media import decode_frame, encode_jpeg  # noqa: E402
 from viubench.records import file_hash  # noqa: E402
 from viubench.registry import load_tasks, select  # noqa: E402
 from viubench.testset import BUILD, VIDEOS, iter_samples  # noqa: E402
 from viubench.video import (DECORD_CODECS, FrameProtocol, VideoError, decode,  # noqa: E402
                             decode_frames, probe)
 
-TARGET_RATIO = 1.5
+TARGET_RATIO = 1.2
 FLAT_RATIO = 1.2
 PROTOCOL = FrameProtocol()  # every viubench-suite task uses the default 48-frame protocol
+SETTINGS = (("viubench 512²", 512 * 512), ("training 256²", 256 * 256))
 
 
 def viubench_spec(videos: str, decoder: str, max_pixels: int = 512 * 512) -> BuildSpec:
@@ -74,32 +85,32 @@ def viubench_spec(videos: str, decoder: str, max_pixels: int = 512 * 512) -> Bui
 
 # ---------------------------------------------------------------- decode-only baselines
 
-def _plan(path: str):
+def _plan(path: str, protocol: FrameProtocol = PROTOCOL):
     info = probe(path)
-    return info, PROTOCOL.indices(info.frame_count), PROTOCOL.size(info.width, info.height)
+    return info, protocol.indices(info.frame_count), protocol.size(info.width, info.height)
 
 
-def decode_pyav(path: str) -> np.ndarray:
-    """(a) the build's own decoder: sequential PyAV decode of the whole stream."""
-    info, indices, size = _plan(path)
+def decode_pyav(path: str, protocol: FrameProtocol = PROTOCOL) -> np.ndarray:
+    """(a) the build's own decoder (PyAV, from the start up to the last frame needed)."""
+    info, indices, size = _plan(path, protocol)
     return decode(info, indices, size, "pyav")
 
 
-def decode_decord(path: str) -> np.ndarray:
+def decode_decord(path: str, protocol: FrameProtocol = PROTOCOL) -> np.ndarray:
     """(b) decord with the output size requested from its reader."""
     import decord
 
-    info, indices, size = _plan(path)
+    info, indices, size = _plan(path, protocol)
     reader = decord.VideoReader(path, ctx=decord.cpu(0), width=size[0], height=size[1],
                                 num_threads=0)
     return reader.get_batch(indices).asnumpy()
 
 
-def decode_minimal(path: str) -> np.ndarray:
+def decode_minimal(path: str, protocol: FrameProtocol = PROTOCOL) -> np.ndarray:
     """(c) hand-written PyAV loop: convert only wanted frames, stop after the last one."""
     import av
 
-    info, indices, size = _plan(path)
+    info, indices, size = _plan(path, protocol)
     wanted = {index: slot for slot, index in enumerate(indices)}
     last = indices[-1]
     out = np.empty((len(indices), size[1], size[0], 3), dtype=np.uint8)
@@ -126,19 +137,30 @@ def _has_decord() -> bool:
 
 # ---------------------------------------------------------------- part 1
 
-def timed_build(spec: BuildSpec, workers: int, scratch: str) -> tuple[float, dict, list[dict]]:
+def process_cpu() -> float:
+    """CPU seconds this process has used, all its threads together."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed_build(spec: BuildSpec, workers: int, scratch: str
+                ) -> tuple[float, dict, list[dict], float]:
+    """(wall seconds, summary, videos.jsonl records, CPU seconds of this process: all of the
+    build's work when workers=1)."""
     out = tempfile.mkdtemp(prefix="viubench-bench-build-", dir=scratch)
     try:
+        cpu = process_cpu()
         started = time.perf_counter()
         summary = build(spec, os.path.join(out, "testset"), workers=workers)
         seconds = time.perf_counter() - started
+        cpu = process_cpu() - cpu
         with open(os.path.join(out, "testset", VIDEOS), encoding="utf-8") as handle:
             per_video = [json.loads(line) for line in handle]
         with open(os.path.join(out, "testset", BUILD), encoding="utf-8") as handle:
             assert json.load(handle)["timings"] == summary["timings"]
     finally:
         shutil.rmtree(out, ignore_errors=True)
-    return seconds, summary, per_video
+    return seconds, summary, per_video, cpu
 
 
 def built_media(spec: BuildSpec, workers: int, scratch: str) -> list[tuple[str, bytes]]:
@@ -202,72 +224,98 @@ def decodable(videos: str) -> tuple[list[str], dict[str, str]]:
     return paths, codecs
 
 
-def decode_baselines(codecs: dict[str, str]) -> dict:
-    decoders = {"(a) pyav  viubench.video.decode": decode_pyav}
+def decode_baselines(codecs: dict[str, str], protocol: FrameProtocol) -> dict:
+    decoders = {"(a) pyav  viubench.video.decode": functools.partial(decode_pyav,
+                                                                     protocol=protocol)}
     if _has_decord() and all(codec in DECORD_CODECS for codec in codecs.values()):
-        decoders["(b) decord VideoReader+get_batch"] = decode_decord
+        decoders["(b) decord VideoReader+get_batch"] = functools.partial(decode_decord,
+                                                                         protocol=protocol)
     else:
         print("  (b) decord: n/a (not installed, or a codec decord does not decode correctly)")
-    decoders["(c) minimal PyAV loop"] = decode_minimal
+    decoders["(c) minimal PyAV loop"] = functools.partial(decode_minimal, protocol=protocol)
     return decoders
 
 
+@dataclass
+class Baselines:
+    """What one setting's build is timed against, prepared by an untimed warm-up."""
+
+    paths: list[str]
+    decoders: dict
+    media_files: list[tuple[str, bytes]]   # the build's media files (relative path, bytes)
+    frames: list[np.ndarray]               # their pixels, for re-encoding alone
+    identical: bool                        # (c) gives the build's own pixels
+
+
 def warm_up(spec: BuildSpec, workers: int, scratch: str, paths: list[str],
-            decoders: dict) -> tuple[list[tuple[str, bytes]], bool]:
-    """One untimed build and decode of everything (imports, page cache); the build's media
-    files; whether the minimal PyAV loop gives the build's own pixels."""
+            decoders: dict) -> Baselines:
+    """One untimed build and decode of everything (imports, page cache)."""
     media_files = built_media(spec, workers, scratch)
     identical = True
     for path in paths:
-        reference = decode_pyav(path)
-        identical &= bool(np.array_equal(reference, decode_minimal(path)))
-        for name, decoder in decoders.items():
-            if name.startswith("(b)"):
-                decoder(path)
-    return media_files, identical
+        outputs = [decoder(path) for decoder in decoders.values()]
+        identical &= bool(np.array_equal(outputs[0], outputs[-1]))
+    frames = [decode_frame(data) for _, data in media_files]
+    return Baselines(paths, decoders, media_files, frames, identical)
+
+
+def encode_alone(frames: list[np.ndarray]) -> tuple[float, float]:
+    """(wall, CPU) seconds to JPEG-encode `frames` one after another, as the build encodes."""
+    cpu, started = process_cpu(), time.perf_counter()
+    for frame in frames:
+        encode_jpeg(frame)
+    return time.perf_counter() - started, process_cpu() - cpu
+
+
+@dataclass
+class Rounds:
+    builds: dict[str, list]                    # per scratch folder: timed_build runs
+    files: dict[str, list[float]]              # per scratch folder: seconds to create the files
+    decodes: dict[str, dict[str, list[float]]]  # per decoder and video: seconds
+    decode_cpu: dict[str, list[float]]         # per decoder: CPU seconds of a round's videos
+    encodes: list[tuple[float, float]]         # encode_alone runs
 
 
 def interleaved_rounds(spec: BuildSpec, workers: int, repeat: int, scratches: dict[str, str],
-                       media_files: list[tuple[str, bytes]], paths: list[str],
-                       decoders: dict) -> tuple[dict, dict, dict]:
-    """Every job once per round, the order rotated each round so drift hits all alike.
-
-    Returns build runs and file-creation seconds per scratch folder, and decode seconds per
-    decoder and video.
-    """
-    builds: dict[str, list] = {where: [] for where in scratches}
-    files: dict[str, list[float]] = {where: [] for where in scratches}
-    decodes: dict[str, dict[str, list[float]]] = {name: {p: [] for p in paths}
-                                                  for name in decoders}
+                       base: Baselines) -> Rounds:
+    """Every job once per round, the order rotated each round so drift hits all alike."""
+    runs = Rounds({where: [] for where in scratches}, {where: [] for where in scratches},
+                  {name: {p: [] for p in base.paths} for name in base.decoders},
+                  {name: [] for name in base.decoders}, [])
     jobs = [("build", where) for where in scratches] + [("files", where) for where in scratches]
-    jobs += [("decode", name) for name in decoders]
+    jobs += [("decode", name) for name in base.decoders] + [("encode", "")]
     for round_number in range(repeat):
         shift = round_number % len(jobs)
         for kind, what in jobs[shift:] + jobs[:shift]:
             if kind == "build":
-                builds[what].append(timed_build(spec, workers, scratches[what]))
+                runs.builds[what].append(timed_build(spec, workers, scratches[what]))
             elif kind == "files":
-                files[what].append(write_media(media_files, scratches[what]))
+                runs.files[what].append(write_media(base.media_files, scratches[what]))
+            elif kind == "encode":
+                runs.encodes.append(encode_alone(base.frames))
             else:
-                for path in paths:
+                cpu = process_cpu()
+                for path in base.paths:
                     started = time.perf_counter()
-                    decoders[what](path)
-                    decodes[what][path].append(time.perf_counter() - started)
-    return builds, files, decodes
+                    base.decoders[what](path)
+                    runs.decodes[what][path].append(time.perf_counter() - started)
+                runs.decode_cpu[what].append(process_cpu() - cpu)
+    return runs
 
 
-def median_run(runs: list) -> tuple[float, dict, list[dict]]:
+def median_run(runs: list) -> tuple[float, dict, list[dict], float]:
     return sorted(runs, key=lambda run: run[0])[(len(runs) - 1) // 2]
 
 
-def print_per_video(videos: str, paths: list[str], decodes: dict, run: tuple) -> None:
+def print_per_video(videos: str, paths: list[str], decodes: dict, run: tuple,
+                    protocol: FrameProtocol) -> None:
     build_video = {os.path.join(videos, record["path"]): record for record in run[2]}
     header = "  ".join(f"{name.split()[0]} {name.split()[1]:>6s}" for name in decodes)
     print(f"\n  {'video':26s} {'frames':>6s} {'out size':>9s}  {header}   build: decode  render")
     for path in paths:
         timings, nan = build_video.get(path, {}).get("timings", {}), float("nan")
         info = probe(path)
-        w, h = PROTOCOL.size(info.width, info.height)
+        w, h = protocol.size(info.width, info.height)
         cells = "  ".join(f"{statistics.median(decodes[name][path]):10.3f}" for name in decodes)
         print(f"  {os.path.basename(path)[:26]:26s} {info.frame_count:6d} {f'{w}x{h}':>9s}  {cells}"
               f"   {timings.get('decode', nan):13.3f} {timings.get('render', nan):7.3f}")
@@ -295,60 +343,89 @@ def print_breakdown(run: tuple, workers: int) -> None:
               "   discover, build.json/videos.jsonl writes")
 
 
+def print_floor(runs: Rounds, fastest: str, decode_s: float, build_run: tuple,
+                frames: int) -> None:
+    """The build's CPU beside the decode's and the encoding's alone, and the least wall time
+    that CPU can take on this machine's CPUs (the floor no scheduling can beat)."""
+    cpus = os.cpu_count() or 1
+    build_cpu = statistics.median(run[3] for run in runs.builds[next(iter(runs.builds))])
+    decode_cpu = statistics.median(runs.decode_cpu[fastest])
+    encode_cpu = statistics.median(cpu for _, cpu in runs.encodes)
+    floor = build_cpu / cpus
+    print(f"\n  CPU seconds (all threads; medians): build {build_cpu:.3f} = decode"
+          f" {decode_cpu:.3f} (the fastest decoder alone) + JPEG encoding {encode_cpu:.3f} (the"
+          f" build's {frames} frames re-encoded alone) + the rest"
+          f" {build_cpu - decode_cpu - encode_cpu:.3f} (render, hashes, records, threads)")
+    print(f"  FLOOR build CPU / {cpus} CPUs = {floor:.3f} s = {floor / decode_s:.2f}x the fastest"
+          f" decode; the build's wall is {build_run[0] / floor:.2f}x its floor")
+    if floor / decode_s > TARGET_RATIO:
+        print(f"  (the floor is over the {TARGET_RATIO}x target: on {cpus} CPUs no schedule meets"
+              " it without the build doing less work, e.g. a faster JPEG encoder)")
+
+
 def part1(videos: str, workers: int, repeat: int, decoder: str,
           scratches: dict[str, str]) -> None:
-    spec = viubench_spec(videos, decoder)
     print(f"Part 1: build vs decode-only on the videos in {videos}")
-    print(f"  suite viubench: {len(spec.selection)} task variants, per_video=1, seed=0,"
-          f" workers={workers}, --decoder {decoder},")
+    print(f"  suite viubench: per_video=1, seed=0, workers={workers}, --decoder {decoder},")
     print(f"  median of {repeat} interleaved rounds (after one warm-up); builds write to "
           + ", ".join(f"{where} ({folder}, {filesystem_type(folder)})"
                       for where, folder in scratches.items()))
     if "RAM" not in scratches:
         print("  (no writable RAM folder: the target is judged on the disk build)")
     paths, codecs = decodable(videos)
-    decoders = decode_baselines(codecs)
+    for setting, max_pixels in SETTINGS:
+        print(f"\n  == {setting} frames")
+        part1_setting(viubench_spec(videos, decoder, max_pixels), workers, repeat, scratches,
+                      paths, codecs)
 
+
+def part1_setting(spec: BuildSpec, workers: int, repeat: int, scratches: dict[str, str],
+                  paths: list[str], codecs: dict[str, str]) -> None:
+    protocol = dataclasses.replace(PROTOCOL, max_area=spec.max_pixels)
+    decoders = decode_baselines(codecs, protocol)
     first = next(iter(scratches))
-    media_files, identical = warm_up(spec, workers, scratches[first], paths, decoders)
-    builds, files, decodes = interleaved_rounds(spec, workers, repeat, scratches, media_files,
-                                                paths, decoders)
+    base = warm_up(spec, workers, scratches[first], paths, decoders)
+    runs = interleaved_rounds(spec, workers, repeat, scratches, base)
     totals = {name: statistics.median(sum(times[p][r] for p in paths) for r in range(repeat))
-              for name, times in decodes.items()}
-    build_s = {where: median_run(runs)[0] for where, runs in builds.items()}
-    print_per_video(videos, paths, decodes, median_run(builds[first]))
+              for name, times in runs.decodes.items()}
+    build_s = {where: median_run(builds)[0] for where, builds in runs.builds.items()}
+    print_per_video(spec.videos, paths, runs.decodes, median_run(runs.builds[first]), protocol)
 
     fastest = min(totals, key=totals.get)
-    summary = median_run(builds[first])[1]
-    print(f"\n  build (viubench suite, {summary['samples']} samples from"
-          f" {summary['videos']['ok']} videos; the median run of each):")
-    for where, runs in builds.items():
+    summary = median_run(runs.builds[first])[1]
+    print(f"\n  build ({summary['samples']} samples from {summary['videos']['ok']} videos;"
+          " the median run of each):")
+    for where, builds in runs.builds.items():
         print(f"    writing to {where:5s} {build_s[where]:.3f} s"
-              f"  [rounds: {', '.join(f'{run[0]:.3f}' for run in runs)}]")
+              f"  [rounds: {', '.join(f'{run[0]:.3f}' for run in builds)}]")
     print(f"  decode only (in brackets: build writing to {first} / this):")
     for name in decoders:
         mark = "  <- fastest" if name == fastest else ""
         print(f"    {name:34s} {totals[name]:.3f} s"
               f"  ({build_s[first] / totals[name]:.2f}x){mark}")
-    print(f"  (c) pixels identical to the build's frames: {'yes' if identical else 'NO'}")
-    megabytes = sum(len(data) for _, data in media_files) / 2**20
-    print(f"  file system alone: creating the build's {len(media_files)} media files"
+    print(f"  (c) pixels identical to the build's frames: {'yes' if base.identical else 'NO'}")
+    megabytes = sum(len(data) for _, data in base.media_files) / 2**20
+    print(f"  file system alone: creating the build's {len(base.media_files)} media files"
           f" ({megabytes:.1f} MiB, already encoded) takes")
-    for where, seconds in files.items():
+    for where, seconds in runs.files.items():
         median = statistics.median(seconds)
-        print(f"    in {where:5s} {median:.3f} s ({1e3 * median / len(media_files):.2f} ms a file)")
+        print(f"    in {where:5s} {median:.3f} s"
+              f" ({1e3 * median / len(base.media_files):.2f} ms a file)")
 
     ratio = build_s[first] / totals[fastest]
     print(f"\n  RATIO build (writing to {first}) / fastest decode = {build_s[first]:.3f} /"
           f" {totals[fastest]:.3f} = {ratio:.2f}x   target <= {TARGET_RATIO}x"
           f"   {'PASS' if ratio <= TARGET_RATIO else 'FAIL'}")
     for where in list(scratches)[1:]:
-        extra = statistics.median(files[where]) - statistics.median(files[first])
+        extra = statistics.median(runs.files[where]) - statistics.median(runs.files[first])
         ratio = build_s[where] / totals[fastest]
         print(f"  build writing to {where} / fastest decode = {ratio:.2f}x"
               f"   (not judged: the build is {build_s[where] - build_s[first]:.3f} s slower there;"
               f" creating the same files alone takes {extra:.3f} s longer, partly overlapped)")
-    print_breakdown(median_run(builds[first]), workers)
+    if workers <= 1:
+        print_floor(runs, fastest, totals[fastest], median_run(runs.builds[first]),
+                    len(base.frames))
+    print_breakdown(median_run(runs.builds[first]), workers)
 
 
 # ---------------------------------------------------------------- part 2
@@ -478,7 +555,6 @@ def memory_of_build(label: str, videos: str, count: int, workers: int, decoder: 
 
 # ---------------------------------------------------------------- part 3: long and large videos
 
-SETTINGS = (("viubench 512²", 512 * 512), ("training 256²", 256 * 256))
 BEST_RATIO = 1.2        # build / best bare decode of the same frames, every case of part 3
 ALL_FRAMES_RATIO = 0.5  # viubench suite on the 10-minute 1080p clip / decoding every frame
 MEMORY_MB = 300         # peak RSS of a one-worker build of 8K input (MB = 10^6 bytes)

@@ -308,6 +308,21 @@ def upright(indices, seed: int = 17) -> np.ndarray:
     return np.stack([cm.make_frame(i, ROTATED_W, ROTATED_H, seed) for i in indices])
 
 
+@pytest.mark.parametrize("rotation", [0, 90])
+def test_probe_reads_the_rotation_in_its_one_pass_over_the_file(rotated, rotation, monkeypatch):
+    """The first frame's display matrix is read while the frames are counted: one open."""
+    opened: list[str] = []
+    real_open = av.open
+
+    def counting(file, *args, **kwargs):
+        opened.append(str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(av, "open", counting)
+    info = probe(rotated[rotation])
+    assert (info.rotation, opened) == (rotation, [rotated[rotation]])
+
+
 @pytest.mark.parametrize("rotation", [0, 90, 180, 270])
 @pytest.mark.parametrize("backend", ["pyav", "decord"])
 def test_rotated_video_gives_upright_frames(rotated, rotation, backend):
