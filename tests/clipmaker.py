@@ -62,6 +62,19 @@ def read_marker(frame: np.ndarray) -> int:
 
 # --- generic encoder ------------------------------------------------------------------------
 
+def falling_series(folder: str, count: int, seed: int = 40) -> str:
+    """`count` distinct small H.264 clips clip00.mp4, clip01.mp4, ..., each file smaller than
+    the one before it: a one-process build decodes the larger files first (`pipeline`), so it
+    decodes these in name order, and the last is decoded last."""
+    for k in range(count):
+        write_video(os.path.join(folder, f"clip{k:02d}.mp4"), "libx264",
+                    frames=64 + 8 * (count - 1 - k), seed=seed + k,
+                    options={"preset": "ultrafast", "crf": "23"})
+    sizes = [os.path.getsize(os.path.join(folder, name)) for name in sorted(os.listdir(folder))]
+    assert sizes == sorted(sizes, reverse=True), sizes
+    return folder
+
+
 def write_video(path: str, codec: str, frames: int = 96, width: int = 160, height: int = 120,
                 fps: int = 24, pix_fmt: str = "yuv420p", options: dict | None = None,
                 bit_rate: int | None = None, seed: int = 0, fmt: str | None = None,

@@ -12,7 +12,7 @@ import sys
 import pytest
 
 import clipmaker as cm
-from helpers import TESTS, kill_when, lines_in
+from helpers import TESTS, kill_when
 from viubench.build import BuildSpec, build
 from viubench.media import load_frame
 from viubench.registry import load_tasks, select
@@ -278,32 +278,40 @@ STALL_FILTERS = [*RESUME_FILTERS, "stalling_direction:default"]
 STALL_MODULE = ["--task-module", "stall_task:TASK", "--workers", "1"]
 
 
-def test_resume_after_sigkill(series, tmp_path):
+@pytest.fixture(scope="module")
+def falling(tmp_path_factory):
+    """Ten clips, each file smaller than the one before: decoded in name order."""
+    return cm.falling_series(str(tmp_path_factory.mktemp("falling") / "videos"), SERIES)
+
+
+def test_resume_after_sigkill(falling, tmp_path):
     """Killed mid-build, then resumed: the same bytes as a build never killed. A test task
-    hangs on the third video, so the build cannot end before the kill on any machine; the
-    first video's line is written once the second is rendered (the stages overlap), the
-    second's only after the third, so exactly one video is done when the kill lands."""
+    hangs on the last video, the smallest file and so the last decoded; a video's record is
+    written before any video decoded after it is rendered, so when the hang begins (the kill
+    lands then) most videos are recorded and the last is not."""
     env = dict(os.environ, PYTHONPATH=TESTS + os.pathsep + os.environ.get("PYTHONPATH", ""))
     whole = str(tmp_path / "whole")
     done = subprocess.run([sys.executable, "-m", "viubench.cli",
-                           *build_args(series, whole, STALL_FILTERS, *STALL_MODULE)],
+                           *build_args(falling, whole, STALL_FILTERS, *STALL_MODULE)],
                           capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stderr
     built, media = read_bytes(os.path.join(whole, SAMPLES)), media_hashes(whole)
-    out = str(tmp_path / "killed")
-    third = sorted(os.listdir(series))[2]
+    out, mark = str(tmp_path / "killed"), str(tmp_path / "hung")
+    last = sorted(os.listdir(falling))[-1]
     process = subprocess.Popen([sys.executable, "-m", "viubench.cli",
-                                *build_args(series, out, STALL_FILTERS, *STALL_MODULE)],
+                                *build_args(falling, out, STALL_FILTERS, *STALL_MODULE)],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               env=dict(env, VIUBENCH_TEST_STALL_VIDEO=third))
-    videos = os.path.join(out, VIDEOS)
-    kill_when(process, lambda: lines_in(videos) >= 1, "video built")
+                               env=dict(env, VIUBENCH_TEST_STALL_VIDEO=last,
+                                        VIUBENCH_TEST_STALL_MARK=mark))
+    kill_when(process, lambda: os.path.exists(mark), "hang")
     with open(os.path.join(out, BUILD), encoding="utf-8") as handle:
         assert json.load(handle)["status"] == "running"
+    videos = os.path.join(out, VIDEOS)
     done_lines = read_bytes(videos).count(b"\n")
-    assert done_lines == 1
+    assert 1 <= done_lines < SERIES
+    assert last not in read_bytes(videos).decode()
     again = subprocess.run([sys.executable, "-m", "viubench.cli",
-                            *build_args(series, out, STALL_FILTERS, *STALL_MODULE)],
+                            *build_args(falling, out, STALL_FILTERS, *STALL_MODULE)],
                            capture_output=True, text=True, env=env, timeout=600)
     assert again.returncode == 0, again.stderr
     assert f"{done_lines} videos already done" in again.stdout + again.stderr

@@ -15,6 +15,7 @@ import zipfile
 
 import pytest
 
+import clipmaker as cm
 from helpers import kill_when, recipe_args, viubench
 from viubench.build import BuildSpec, build
 from viubench.cli import main
@@ -194,24 +195,26 @@ def test_killed_after_a_pack_closed_but_before_its_records_resumes_identically(
     assert os.stat(os.path.join(cut, PACKS, "pack-00001.zip")).st_mtime != 0   # written again
 
 
-def test_sigkill_with_a_pack_open_resumes_identically(real_videos, tmp_path):
-    """A CLI build SIGKILLed while its first pack is still open (a test task hangs on the
-    third video): nothing is recorded, the .partial pack is removed, the resume is the build
-    never killed."""
-    args = ["build", "--videos", real_videos, "--tasks", "temporal_jigsaw:easy",
+def test_sigkill_with_a_pack_open_resumes_identically(tmp_path):
+    """A CLI build SIGKILLed while its first pack is still open (a test task hangs on the last
+    video, the last decoded; the videos before it are in the pack by then, which holds them
+    all): nothing is recorded, the .partial pack is removed, the resume is the build never
+    killed."""
+    videos = cm.falling_series(str(tmp_path / "videos"), 5)
+    args = ["build", "--videos", videos, "--tasks", "temporal_jigsaw:easy",
             "stalling_direction:default", "--task-module", "stall_task:TASK", "--workers", "1",
-            "--pack", "2"]
+            "--pack", "8"]
     whole, out, mark = str(tmp_path / "whole"), str(tmp_path / "killed"), tmp_path / "hung"
     env = dict(os.environ, PYTHONPATH=TESTS + os.pathsep + os.environ.get("PYTHONPATH", ""))
     done = subprocess.run([sys.executable, "-m", "viubench.cli", *args, "--out", whole],
                           capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stderr
-    third = sorted(os.listdir(real_videos))[2]
+    last = sorted(os.listdir(videos))[-1]
     process = subprocess.Popen(
         [sys.executable, "-m", "viubench.cli", *args, "--out", out], stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        env=dict(env, VIUBENCH_TEST_STALL_VIDEO=third, VIUBENCH_TEST_STALL_MARK=str(mark)))
-    kill_when(process, mark.exists, "hang on the third video")
+        env=dict(env, VIUBENCH_TEST_STALL_VIDEO=last, VIUBENCH_TEST_STALL_MARK=str(mark)))
+    kill_when(process, mark.exists, "hang on the last video")
     assert os.listdir(os.path.join(out, PACKS)) == ["pack-00000.zip.partial"]
     assert read_bytes(os.path.join(out, VIDEOS)) == b""
     again = subprocess.run([sys.executable, "-m", "viubench.cli", *args, "--out", out],

@@ -12,10 +12,9 @@ import json
 import os
 import re
 import time
-from collections import Counter, deque
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from itertools import islice
 from multiprocessing import get_context
 from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence
 
@@ -24,6 +23,7 @@ from .clips import read_clips
 from .folderlock import exclusive
 from .media import MediaStore, jpeg_encoder
 from .packs import PACKS, PackedOutput, resume_packs
+from .pipeline import MEDIA_THREADS, finished, run_in_pool, run_in_process
 from .prehash import EXCLUDED, Screen, Screened
 from .processes import die_with_parent
 from .registry import load_tasks
@@ -190,8 +190,6 @@ class Donors:
         return found
 
 
-MEDIA_THREADS = 2
-DECODE_AHEAD = 2     # decoded videos held ahead of rendering (bounds memory)
 
 
 @dataclass
@@ -274,7 +272,7 @@ def process_video(spec: BuildSpec, out: str | None, job: Job,
     with ThreadPoolExecutor(MEDIA_THREADS) as writers:
         store = MediaStore(out, writers)
         result = render_video(spec, loaded, chosen, candidates, store, job.round)
-        return _written(result, store)
+        return finished(result, store)
 
 
 def _make_sample(task: Task, variant: str, clip: Clip, spec: BuildSpec, replica: int,
@@ -293,56 +291,39 @@ def _make_sample(task: Task, variant: str, clip: Clip, spec: BuildSpec, replica:
 
 def _ordered(spec: BuildSpec, out: str | None, todo: Iterable[Job], candidates: Sequence[str],
              workers: int) -> Iterator[VideoResult]:
-    """Results in `todo` order, at most 2 * workers videos in flight (memory stays flat)."""
+    """Results in `todo` order (`pipeline`), at most 2 * workers videos in flight (memory
+    stays flat), the costliest of the next few started first."""
     if workers <= 1:
         yield from _in_process(spec, out, todo, candidates)
         return
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn"),
                              initializer=die_with_parent) as pool:
-        pending = []
-        for job in todo:
-            pending.append(pool.submit(process_video, spec, out, job, candidates))
-            if len(pending) >= 2 * workers:
-                yield pending.pop(0).result()
-        for future in pending:
-            yield future.result()
+        yield from run_in_pool(
+            todo, lambda job: pool.submit(process_video, spec, out, job, candidates),
+            functools.partial(_decode_cost, spec), 2 * workers)
 
 
 def _in_process(spec: BuildSpec, out: str | None, todo: Iterable[Job],
                 candidates: Sequence[str]) -> Iterator[VideoResult]:
-    """One process, three overlapping stages: decode (up to two videos ahead, in a thread),
-    render (this thread), JPEG encode + write (a thread pool). A video's result is yielded
-    once its frames are on disk, while the next video is already being rendered. `todo` is
-    read only as far as the videos being decoded.
-    """
+    """One process: decoding, rendering and writing overlap (`pipeline.run_in_process`);
+    results come in `todo` order, each once its frames are on disk."""
     tasks = load_tasks(spec.extra_tasks)
-    jobs = iter(todo)
-    with ThreadPoolExecutor(DECODE_AHEAD) as loader, ThreadPoolExecutor(MEDIA_THREADS) as writers:
-        def load(job: Job) -> tuple[Job, Chosen, Future[LoadedVideo]]:
-            chosen = _chosen(tasks, job)
-            return job, chosen, loader.submit(load_video, spec, job.path,
-                                              _protocols(spec, chosen), job.hash)
 
-        upcoming = deque(load(job) for job in islice(jobs, DECODE_AHEAD))
-        writing: tuple[VideoResult, MediaStore] | None = None
-        while upcoming:
-            job, chosen, future = upcoming.popleft()
-            loaded = future.result()
-            upcoming.extend(load(job) for job in islice(jobs, 1))
-            store = MediaStore(out, writers)
-            result = render_video(spec, loaded, chosen, candidates, store, job.round)
-            if writing:
-                yield _written(*writing)
-            writing = (result, store)
-        if writing:
-            yield _written(*writing)
+    def load(job: Job) -> LoadedVideo:
+        return load_video(spec, job.path, _protocols(spec, _chosen(tasks, job)), job.hash)
+
+    def render(job: Job, loaded: LoadedVideo, store: MediaStore) -> VideoResult:
+        return render_video(spec, loaded, _chosen(tasks, job), candidates, store, job.round)
+
+    yield from run_in_process(todo, load, render, functools.partial(_decode_cost, spec), out)
 
 
-def _written(result: VideoResult, store: MediaStore) -> VideoResult:
-    """The result once its frames are written (or encoded, to be packed: `result.media`)."""
-    store.wait()
-    result.media = store.collected()
-    return result
+def _decode_cost(spec: BuildSpec, job: Job) -> int:
+    """What decoding the job's video costs, roughly: its size in bytes (0 if unreadable)."""
+    try:
+        return os.path.getsize(os.path.join(spec.videos, job.path))
+    except OSError:
+        return 0
 
 
 # (spec, output folder or None to have frames returned, jobs, donor candidates) -> results, in
