@@ -3,9 +3,10 @@ when a video's result may be handed on.
 
 Three stages overlap: decoding (DECODE_AT_ONCE videos at a time, in threads; the decoders
 release the GIL), rendering (the calling thread) and JPEG encoding + writing (MEDIA_THREADS
-threads). Up to WINDOW videos are admitted at once, in the order given; among them the costliest
-(the largest file) is decoded first, so that a long video does not start last and end the build
-alone; each video is rendered as soon as it is decoded, and results are handed on strictly in
+threads). Up to WINDOW videos are admitted at once, in the order given; one decoder takes the
+costliest of them (the largest file), so that a long video does not start last and end the
+build alone, and the others take them in order beside it; each video is rendered as soon as it
+is decoded, and results are handed on strictly in
 the order given, each once its frames are written, and before a video is rendered every
 rendered video ahead of it is handed on (a build killed in a render has recorded all it could).
 So the output is the same as decoding,
@@ -14,8 +15,9 @@ DECODE_AT_ONCE videos decoding, one rendering and UNWRITTEN rendered ones whose 
 still being encoded.
 
 With worker processes (`run_in_pool`) each worker decodes, renders and writes a whole video;
-the same window decides which video a free worker takes next (the costliest admitted), and
-results are handed on in the order given.
+the same window decides which video a free worker takes next (the costliest admitted when no
+running worker holds one taken for its cost, else the next in order), and results are handed
+on in the order given.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from .media import MediaStore
 
 WINDOW = 16           # videos admitted at once (decoded in order of cost, handed on in order)
 DECODE_AT_ONCE = 2    # videos decoding at once
-UNWRITTEN = 2         # rendered videos whose frames may still be encoding
+UNWRITTEN = 1         # rendered videos whose frames may still be encoding
 MEDIA_THREADS = 2     # JPEG encode + write threads
 
 Job = TypeVar("Job")
@@ -45,6 +47,7 @@ class _Slot(Generic[Job]):
     result: Any = None          # set once rendered
     store: MediaStore | None = None
     future: Future | None = None    # run_in_pool: the worker's result
+    by_cost: bool = False       # started as the costliest waiting
 
 
 def finished(result: Any, store: MediaStore) -> Any:
@@ -66,7 +69,7 @@ def run_in_process(jobs: Iterable[Job], load: Callable[[Job], Loaded],
 
 class _Window(Generic[Job]):
     """The jobs admitted so far and not handed on (at most WINDOW, in the order given), and
-    which of them to start next: the costliest not started."""
+    which of them to start next (`next_to_start`)."""
 
     def __init__(self, jobs: Iterator[Job], cost: Callable[[Job], int]) -> None:
         self.jobs, self.cost = jobs, cost
@@ -80,10 +83,19 @@ class _Window(Generic[Job]):
             self.admitted.append(slot)
             self.waiting.append(slot)
 
-    def next_to_start(self) -> _Slot[Job] | None:
+    def next_to_start(self, running: Iterable[_Slot[Job]]) -> _Slot[Job] | None:
+        """The costliest waiting job when none of the `running` ones was started for its cost,
+        else the first waiting in the order given: one long video starts early, and the
+        others go in order beside it (not the costliest together, which would hold the
+        most memory at once)."""
         if not self.waiting:
             return None
-        slot = max(self.waiting, key=lambda slot: (slot.cost, -slot.number))
+        by_cost = not any(slot.by_cost for slot in running)
+        if by_cost:
+            slot = max(self.waiting, key=lambda slot: (slot.cost, -slot.number))
+        else:
+            slot = min(self.waiting, key=lambda slot: slot.number)
+        slot.by_cost = by_cost
         self.waiting.remove(slot)
         return slot
 
@@ -91,25 +103,27 @@ class _Window(Generic[Job]):
 def run_in_pool(jobs: Iterable[Job], submit: Callable[[Job], Future], cost: Callable[[Job], int],
                 running: int) -> Iterator[Any]:
     """`submit(job).result()` for every job, in the order of `jobs`: at most `running` jobs
-    submitted and not finished, the costliest admitted first; at most WINDOW jobs read ahead
-    of the results handed on."""
+    submitted and not finished, started as `_Window.next_to_start` says; at most WINDOW jobs
+    read ahead of the results handed on."""
     window = _Window(iter(jobs), cost)
-    started: set[Future] = set()
+    started: dict[Future, _Slot[Job]] = {}
     while True:
         window.admit()
-        while len(started) < running and (slot := window.next_to_start()) is not None:
+        while len(started) < running and (slot := window.next_to_start(
+                started.values())) is not None:
             slot.future = submit(slot.job)
-            started.add(slot.future)
+            started[slot.future] = slot
         if not window.admitted:
             return
         head = window.admitted[0]
         if head.future is not None and head.future.done():
             window.admitted.popleft()
-            started.discard(head.future)
+            started.pop(head.future, None)
             yield head.future.result()
             continue
         done, _ = wait(started, return_when=FIRST_COMPLETED)
-        started -= done
+        for future in done:
+            del started[future]
 
 
 class _Schedule(Generic[Job, Loaded]):
@@ -156,7 +170,8 @@ class _Schedule(Generic[Job, Loaded]):
         return finished(slot.result, _store(slot))
 
     def _start_decoding(self) -> None:
-        while len(self.decoding) < DECODE_AT_ONCE and (slot := self.window.next_to_start()):
+        while len(self.decoding) < DECODE_AT_ONCE and (slot := self.window.next_to_start(
+                self.decoding.values())):
             self.decoding[self.loader.submit(self.load, slot.job)] = slot
 
     def _render(self, slot: _Slot[Job], loaded: Loaded) -> None:
