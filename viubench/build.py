@@ -190,8 +190,6 @@ class Donors:
         return found
 
 
-
-
 @dataclass
 class LoadedVideo:
     """A video read once for all frame protocols of its job, or the reason it cannot be."""

@@ -94,15 +94,18 @@ class MediaStore:
 
     def wait(self) -> None:
         """Block until every submitted frame is on disk (or encoded); re-raises a failure."""
-        pending, self.pending = self.pending, []
-        for future in pending + [data for _, data in self.encoded]:
-            if isinstance(future, Future):
-                future.result()
+        unfinished, self.pending = self._unfinished(), []
+        for future in unfinished:
+            future.result()
 
     def settled(self) -> bool:
         """Whether every frame taken so far is written (or encoded), without waiting."""
-        return all(future.done() for future in self.pending + [data for _, data in self.encoded]
-                   if isinstance(future, Future))
+        return all(future.done() for future in self._unfinished())
+
+    def _unfinished(self) -> list[Future]:
+        """The writes (or, without a root, the encodes) run by the executor."""
+        return [work for work in self.pending + [data for _, data in self.encoded]
+                if isinstance(work, Future)]
 
     def collected(self) -> list[tuple[str, bytes]]:
         """(path, JPEG bytes) of every frame taken without a root, in the order taken."""

@@ -5,11 +5,10 @@ Three stages overlap: decoding (DECODE_AT_ONCE videos at a time, in threads; the
 release the GIL), rendering (the calling thread) and JPEG encoding + writing (MEDIA_THREADS
 threads). Up to WINDOW videos are admitted at once, in the order given; one decoder takes the
 costliest of them (the largest file), so that a long video does not start last and end the
-build alone, and the others take them in order beside it; each video is rendered as soon as it
-is decoded, and results are handed on strictly in
-the order given, each once its frames are written, and before a video is rendered every
-rendered video ahead of it is handed on (a build killed in a render has recorded all it could).
-So the output is the same as decoding,
+build alone, and the others take them in order beside it. Each video is rendered as soon as it
+is decoded; results are handed on strictly in the order given, each once its frames are
+written, and before a video is rendered every rendered video ahead of it is handed on (a build
+killed in a render has recorded all it could). So the output is the same as decoding,
 rendering and writing one video after another, and memory stays bounded: at most
 DECODE_AT_ONCE videos decoding, one rendering and UNWRITTEN rendered ones whose frames are
 still being encoded.
